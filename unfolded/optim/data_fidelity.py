@@ -1,0 +1,29 @@
+"""Data-fidelity terms f(x) = distance(A x, y)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class DataFidelity(nn.Module):
+    """Base class: `fn(x, y, physics)`, `grad(x, y, physics)`, `prox(x, y, physics, gamma)`."""
+
+
+class L2(DataFidelity):
+    """f(x) = 1/(2σ²)‖Ax − y‖²;  ∇f = Aᵀ(Ax − y)/σ²;  prox_{γf}(z) = physics.prox_l2(z, y, γ/σ²)."""
+
+    def __init__(self, sigma: float = 1.0):
+        super().__init__()
+        if not float(sigma) > 0:
+            raise ValueError(f"L2: sigma must be > 0, got {sigma}")
+        self.norm = 1.0 / float(sigma) ** 2
+
+    def fn(self, x: Tensor, y: Tensor, physics) -> Tensor:
+        """Per-sample value, shape (B,)."""
+        return 0.5 * self.norm * (physics.A(x) - y).pow(2).flatten(1).sum(1)
+
+    def grad(self, x: Tensor, y: Tensor, physics) -> Tensor:
+        return self.norm * physics.A_adjoint(physics.A(x) - y)
+
+    def prox(self, x: Tensor, y: Tensor, physics, *args, gamma=1.0, **kwargs) -> Tensor:
+        return physics.prox_l2(x, y, gamma * self.norm)

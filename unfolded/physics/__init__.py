@@ -1,0 +1,8 @@
+"""Forward operators: y = A x + noise, with adjoints and least-squares proximal steps."""
+
+from . import blur, functional
+from .base import Denoising, GaussianNoise, LinearPhysics
+from .blur import Blur, BlurFFT
+from .inpainting import Inpainting
+
+__all__ = ["LinearPhysics", "Denoising", "Blur", "BlurFFT", "Inpainting", "GaussianNoise", "blur", "functional"]
