@@ -1,7 +1,5 @@
 """Deep equilibrium (SPEC §6): implicit gradients against the closed-form fixed point, Anderson, stats."""
 
-import warnings
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,6 +10,8 @@ from unfolded.optim import GD, HQS, PGD, RED, AndersonAccelerationConfig, DEQCon
 from unfolded.physics import Blur
 from unfolded.physics.blur import gaussian_blur
 from unfolded.solvers import ConvergenceWarning
+
+from .helpers import saved_numel
 
 
 class LinearDenoiser(nn.Module):
@@ -125,13 +125,8 @@ def test_deq_hqs_with_dncnn_reaches_every_parameter_with_flat_memory():
                     trainable_params=["stepsize"], DEQ=DEQConfig(anderson_acceleration_forward=True))
         physics = Blur(gaussian_blur(1.0), padding="valid")
         y = physics(torch.rand(2, 1, 16, 16))
-        saved = []
-        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t), \
-                warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            x_hat = model(y, physics)
-            x_hat.pow(2).mean().backward()
-        sizes.append(sum(saved))
+        size, _ = saved_numel(lambda: model(y, physics).pow(2).mean().backward())  # noqa: B023
+        sizes.append(size)
         for name, p in model.named_parameters():
             assert p.grad is not None and p.grad.abs().max() > 0, name
     assert sizes[0] == sizes[1]

@@ -1,8 +1,8 @@
 """Data fidelities, priors and (unfolded / deep-equilibrium) iterative algorithms."""
 
-from . import data_fidelity, prior
 from ..solvers.cg import ConvergenceWarning
 from ..solvers.fixed_point import AndersonAccelerationConfig
+from . import data_fidelity, prior
 from .algorithms import ADMM, GD, HQS, PGD, BaseOptim
 from .data_fidelity import L2, DataFidelity
 from .deq import DEQConfig
