@@ -1,0 +1,50 @@
+"""Every algo × physics combination composes from conf/ and runs Lightning's fast_dev_run."""
+
+import itertools
+
+import pytest
+
+from unfolded.training.config import compose
+from unfolded.training.pipeline import run
+
+ALGOS = ["gd", "pgd", "hqs", "admm"]
+PHYSICS = ["denoise", "blur", "blur_fft", "inpainting"]
+QUIET = ["callbacks.rich_progress_bar=null", "trainer.enable_model_summary=false"]
+
+
+@pytest.mark.parametrize("algo,physics", list(itertools.product(ALGOS, PHYSICS)))
+def test_fast_dev_run_every_combination(algo, physics, tmp_path):
+    cfg = compose([f"algo={algo}", f"physics={physics}", "debug=fast", "algo.max_iter=2", *QUIET], tmp_path)
+    value, metrics = run(cfg)
+    assert metrics["global_step"] == 1
+    for key in ("test/psnr", "test/psnr_interior", "test/ssim", "test/adjoint/psnr", "test/tikhonov/psnr"):
+        assert key in metrics, key
+    assert (tmp_path / "report.png").is_file() and (tmp_path / "results.json").is_file()
+
+
+@pytest.mark.parametrize("deq", ["fixed_point", "anderson"])
+def test_fast_dev_run_deq(deq, tmp_path):
+    cfg = compose(["algo=pgd", "physics=denoise", f"deq={deq}", "debug=fast", "algo.max_iter=3", *QUIET], tmp_path)
+    _, metrics = run(cfg)
+    assert metrics["global_step"] == 1 and "test/psnr" in metrics
+
+
+@pytest.mark.parametrize("override", ["prior=dncnn", "logger=csv", "data.channels=3", "module.loss_region=interior",
+                                      "experiment=pgd_denoise", "experiment=color_blur"])
+def test_fast_dev_run_variants(override, tmp_path):
+    extra = ["prior.denoiser.depth=3"] if override == "prior=dncnn" else []
+    cfg = compose([override, "debug=fast", "algo.max_iter=2", *extra, *QUIET], tmp_path)
+    _, metrics = run(cfg)
+    assert "test/psnr" in metrics
+
+
+def test_default_config_is_the_spec_experiment(tmp_path):
+    cfg = compose([], tmp_path)
+    assert cfg.algo._target_ == "unfolded.optim.HQS" and cfg.algo.max_iter == 5
+    assert cfg.prior.denoiser.depth == 8 and cfg.prior.denoiser.nf == 32
+    assert cfg.prior.denoiser.last_layer_init == "zero"
+    assert cfg.physics.padding == "valid" and cfg.physics.filter.sigma == 1.6
+    assert cfg.physics.noise_model.sigma == 0.02
+    assert cfg.module.optimizer.lr == 1e-3 and cfg.data.crop_size == 64 and cfg.data.channels == 1
+    assert list(cfg.data.test_images) == ["camera", "coffee", "moon"]
+    assert cfg.logger.wandb.mode == "offline"

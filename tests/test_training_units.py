@@ -1,0 +1,155 @@
+"""Units of unfolded.training: data, metrics, baselines, atomic checkpoints, argument checks."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import unfolded as dinv
+from unfolded.training import baselines
+from unfolded.training.callbacks import AtomicCheckpointIO
+from unfolded.training.checks import accepted_arguments
+from unfolded.training.config import one_line
+from unfolded.training.data import BundledDataModule, FolderDataModule, to_tensor
+from unfolded.training.errors import ConfigError
+from unfolded.training.metrics import crop, interior_margin, psnr
+
+
+def small_bundled(**kw):
+    args = dict(train_images=["astronaut", "brick"], val_images=["chelsea"], test_images=["camera"],
+                crop_size=32, image_size=64, eval_size=48, batch_size=4, samples_per_epoch=8)
+    args.update(kw)
+    return BundledDataModule(**args)
+
+
+def test_bundled_splits_shapes_and_range():
+    dm = small_bundled()
+    x = next(iter(dm.train_dataloader()))
+    assert x.shape == (4, 1, 32, 32) and 0 <= float(x.min()) and float(x.max()) <= 1
+    assert next(iter(dm.test_dataloader())).shape == (1, 1, 48, 48)
+    assert dm.names["test"] == ["camera"]
+    dm3 = small_bundled(channels=3)
+    assert next(iter(dm3.val_dataloader())).shape == (1, 3, 48, 48)
+
+
+def test_bundled_rejects_overlap_and_unknown_names():
+    with pytest.raises(ConfigError, match="disjoint"):
+        small_bundled(test_images=["astronaut"])
+    with pytest.raises(ConfigError, match="unknown bundled image"):
+        small_bundled(test_images=["lena"])
+
+
+def test_folder_split_and_read(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (70, 80, 3), dtype=np.uint8)).save(tmp_path / f"im{i}.png")
+    dm = FolderDataModule(path=str(tmp_path), crop_size=32, image_size=None, eval_size=48, batch_size=2,
+                          samples_per_epoch=4)
+    assert [len(dm.names[s]) for s in ("train", "val", "test")] == [2, 1, 1]
+    assert dm.names["test"] == ["test/im3.png"]
+    assert next(iter(dm.train_dataloader())).shape == (2, 1, 32, 32)
+    with pytest.raises(ConfigError, match="need at least"):
+        FolderDataModule(path=str(tmp_path), val_count=2, test_count=2, crop_size=32)
+
+
+def test_to_tensor_conversions():
+    rgb = np.zeros((5, 6, 3), np.uint8)
+    rgb[..., 1] = 255
+    assert to_tensor(rgb, 1).shape == (1, 5, 6)
+    assert torch.allclose(to_tensor(rgb, 1), torch.full((1, 5, 6), 0.7154))
+    assert to_tensor(np.ones((5, 6), bool), 3).shape == (3, 5, 6)
+
+
+def test_interior_margin_and_crop():
+    blur = dinv.physics.Blur(dinv.physics.blur.gaussian_blur(1.0), padding="valid")
+    n = blur.filter.shape[-1]
+    assert interior_margin(blur, torch.Size((1, 1, 40, 40))) == (n - 1, n - 1)
+    assert interior_margin(dinv.physics.Denoising(), torch.Size((1, 1, 40, 40))) == (0, 0)
+    assert crop(torch.zeros(1, 1, 40, 40), (n - 1, n - 1)).shape[-1] == 40 - 2 * (n - 1)
+
+
+def test_psnr_is_per_image_and_clamped():
+    x = torch.full((2, 1, 8, 8), 0.5)
+    x_hat = x.clone()
+    x_hat[0] += 0.1
+    x_hat[1] = 2.0  # clamped to 1 → error 0.5
+    p = psnr(x_hat, x)
+    assert p.shape == (2,)
+    assert torch.allclose(p, torch.tensor([20.0, float(10 * np.log10(1 / 0.25))]), atol=1e-3)
+
+
+def test_tikhonov_solves_the_regularised_problem_and_tuning_picks_the_best():
+    torch.manual_seed(0)
+    physics = dinv.physics.Blur(dinv.physics.blur.gaussian_blur(1.0), padding="valid",
+                                noise_model=dinv.physics.GaussianNoise(0.02))
+    x = torch.rand(1, 1, 24, 24)
+    y = physics(x)
+    lam = 0.05
+    x_t = baselines.tikhonov(physics, y, x.shape, lam)
+    m = y.mean()
+    grad = physics.A_adjoint(physics.A(x_t) - y) + lam * (x_t - m)
+    assert float(grad.abs().max()) < 1e-5
+    best, score, scores = baselines.tune_tikhonov([(x, y, physics)], [1e-3, 1e-2, 1e-1, 1.0], refine=2)
+    assert score == max(scores.values()) and scores[best] == score and len(scores) == 8
+
+
+def test_atomic_checkpoint_io(tmp_path, monkeypatch):
+    io = AtomicCheckpointIO()
+    path = tmp_path / "a" / "last.ckpt"
+    io.save_checkpoint({"w": torch.ones(2)}, path)
+    assert torch.equal(torch.load(path)["w"], torch.ones(2))
+
+    def broken_save(obj, f):
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"w": torch.zeros(2)}, path)
+    monkeypatch.undo()
+    assert torch.equal(torch.load(path)["w"], torch.ones(2))  # the old checkpoint is intact
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]
+
+
+def test_accepted_arguments_follow_kwargs_in_this_package():
+    names = accepted_arguments(dinv.physics.Denoising)
+    assert {"noise_model", "max_iter", "tol"} <= names
+    assert accepted_arguments(dict) is None or isinstance(accepted_arguments(dict), set)
+
+
+def test_one_line_messages():
+    msg = "Could not override 'a.b'.\nTo append to your config use +a.b=1\nKey 'b' is not in struct\n    full_key: a.b"
+    assert one_line(msg) == "unknown key 'a.b' (a typo? to add a new key on purpose, use +a.b=1)"
+
+
+def _module(physics, **kw):
+    from unfolded.training.module import UnfoldedModule
+
+    model = dinv.optim.HQS(prior=dinv.optim.PnP(dinv.models.DnCNN(1, 1, depth=3, nf=8, last_layer_init="zero")),
+                           max_iter=2, unfold=True, trainable_params=["stepsize"])
+    return UnfoldedModule(model, physics, **kw)
+
+
+def test_eval_measurements_are_reproducible_and_training_noise_is_fresh():
+    physics = dinv.physics.Denoising(dinv.physics.GaussianNoise(0.1))
+    module = _module(physics)
+    x = torch.rand(1, 1, 16, 16)
+    torch.manual_seed(0)
+    a = module.measure(x, 0, "val")
+    after = torch.rand(1)
+    torch.manual_seed(0)
+    b = module.measure(x, 0, "val")
+    assert torch.equal(a, b) and torch.equal(torch.rand(1), after)  # global RNG untouched
+    assert not torch.equal(module.measure(x, 1, "val"), a) and not torch.equal(module.measure(x, 0, "test"), a)
+    assert not torch.equal(physics(x), physics(x))
+
+
+def test_mean_fill_init_fills_the_ring_with_the_mean():
+    physics = dinv.physics.Blur(dinv.physics.blur.gaussian_blur(1.0), padding="valid")
+    x = torch.full((1, 1, 24, 24), 0.6)
+    y = physics.A(x)
+    x0 = _module(physics, init="mean_fill").initial_estimate(y, physics)
+    assert torch.allclose(x0, x, atol=1e-5)  # a constant image is recovered exactly, ring included
+    assert _module(physics).initial_estimate(y, physics) is None
+    with pytest.raises(ValueError, match="module.init"):
+        _module(physics, init="zeros")

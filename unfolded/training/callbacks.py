@@ -1,0 +1,120 @@
+"""Callbacks: metric history (kept in checkpoints), image panels for the loggers, the final report,
+and an atomic checkpoint writer."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.loggers import WandbLogger
+
+from . import report
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write to a temporary file in the same folder, fsync, then `os.replace`: a checkpoint on disk is
+    always complete, even if the run is killed while saving."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+
+
+class MetricHistory(pl.Callback):
+    """Training loss per step and validation metrics per validation run; saved in checkpoints, so that a
+    resumed run continues its curves."""
+
+    def __init__(self):
+        self.train: list[tuple[int, float]] = []
+        self.val: list[dict] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None:
+            self.train.append((trainer.global_step, float(loss)))
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        m = trainer.callback_metrics
+        row = {"step": trainer.global_step}
+        for key in ("val/psnr", "val/psnr_interior", "val/ssim", "val/tikhonov_psnr_interior"):
+            if key in m:
+                row[key] = float(m[key])
+        self.val.append(row)
+
+    def state_dict(self) -> dict:
+        return {"train": list(self.train), "val": list(self.val)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.train = [tuple(t) for t in state_dict.get("train", [])]
+        self.val = list(state_dict.get("val", []))
+
+
+def _to_uint8(img: torch.Tensor) -> np.ndarray:
+    arr = img.detach().float().clamp(0, 1).cpu().numpy()
+    arr = np.transpose(arr, (1, 2, 0)) if arr.shape[0] in (1, 3) else arr[0][..., None]
+    return (arr * 255).round().astype(np.uint8)
+
+
+class ImageLogger(pl.Callback):
+    """Measurement / reconstruction / target panels of the first validation image, for wandb."""
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        ex = getattr(pl_module, "val_example", None)
+        if trainer.sanity_checking or not ex:
+            return
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key="val/images", images=[_to_uint8(ex[k]) for k in ex], caption=list(ex),
+                                 step=trainer.global_step)
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        for logger in trainer.loggers:
+            if not isinstance(logger, WandbLogger):
+                continue
+            for rec in getattr(pl_module, "test_records", []):
+                if "images" in rec:
+                    imgs = rec["images"]
+                    logger.log_image(key=f"test/{rec['name']}", images=[_to_uint8(v) for v in imgs.values()],
+                                     caption=list(imgs))
+
+
+class Report(pl.Callback):
+    """At the end of testing: results table in the terminal, `report.png` and `results.json` in
+    `output_dir`."""
+
+    def __init__(self, output_dir: str | None = None, filename: str = "report.png"):
+        self.output_dir, self.filename = output_dir, filename
+        self.paths: dict[str, Path] = {}
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        if not getattr(pl_module, "test_records", None):
+            return
+        history = next((cb for cb in trainer.callbacks if isinstance(cb, MetricHistory)), None)
+        out = Path(self.output_dir or trainer.default_root_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        hp = pl_module.model.hyperparameters() if hasattr(pl_module.model, "hyperparameters") else {}
+        report.print_table(pl_module.test_records, pl_module.test_summary, hp)
+        self.paths["png"] = report.save_figure(out / self.filename, pl_module.test_records,
+                                               history.state_dict() if history else None,
+                                               pl_module.test_summary)
+        self.paths["json"] = report.save_json(out / "results.json", pl_module.test_records,
+                                              pl_module.test_summary, hp, trainer.global_step)
+        print(f"report: {self.paths['png']}  results: {self.paths['json']}")

@@ -1,0 +1,282 @@
+"""Images for training: scikit-image's bundled pictures or a user's folder, never the network.
+
+Training samples are random crops (with random flips) of the training images; validation and test
+images are fixed, disjoint from the training ones, and centre-cropped to `eval_size`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from .errors import ConfigError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
+
+
+def _bundled_loaders() -> dict:
+    from skimage import data as sk
+
+    loaders = {name: getattr(sk, name) for name in (
+        "astronaut", "brick", "camera", "cell", "chelsea", "clock", "coffee", "coins", "colorwheel",
+        "grass", "gravel", "hubble_deep_field", "immunohistochemistry", "moon", "page", "retina",
+        "rocket", "text",
+    )}
+    loaders["motorcycle"] = lambda: sk.stereo_motorcycle()[0]
+    return loaders
+
+
+def bundled_names() -> list[str]:
+    """Names accepted in `train_images`, `val_images`, `test_images` of `data=bundled`."""
+    return sorted(_bundled_loaders())
+
+
+def to_tensor(img: np.ndarray, channels: int) -> Tensor:
+    """(H, W[, C]) array of any integer/float/bool type → (channels, H, W) float32 tensor in [0, 1]."""
+    img = np.asarray(img)
+    if img.dtype == bool:
+        img = img.astype(np.float32)
+    elif np.issubdtype(img.dtype, np.integer):
+        img = img.astype(np.float32) / float(np.iinfo(img.dtype).max)
+    else:
+        img = img.astype(np.float32)
+    if img.ndim == 3 and img.shape[2] == 4:  # drop alpha
+        img = img[..., :3]
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    if img.ndim == 2:
+        t = torch.from_numpy(np.ascontiguousarray(img))[None]
+    elif img.ndim == 3 and img.shape[2] == 3:
+        t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
+    else:
+        raise ConfigError(f"unsupported image array of shape {img.shape}")
+    if channels == 1 and t.shape[0] == 3:  # ITU-R 601 luma, as skimage.color.rgb2gray
+        t = (0.2125 * t[0] + 0.7154 * t[1] + 0.0721 * t[2])[None]
+    elif channels == 3 and t.shape[0] == 1:
+        t = t.expand(3, -1, -1)
+    elif channels not in (1, 3):
+        raise ConfigError(f"data.channels must be 1 (grayscale) or 3 (colour), got {channels}")
+    return t.clamp(0, 1).contiguous()
+
+
+def resize_short_side(t: Tensor, size: int | None) -> Tensor:
+    """Resize (antialiased) so that the shorter side is `size` pixels; None keeps the image."""
+    if size is None:
+        return t
+    h, w = t.shape[-2:]
+    scale = size / min(h, w)
+    new = (max(size, round(h * scale)), max(size, round(w * scale)))
+    if new == (h, w):
+        return t
+    out = torch.nn.functional.interpolate(t[None], size=new, mode="bilinear", antialias=True, align_corners=False)
+    return out[0].clamp(0, 1)
+
+
+def center_crop(t: Tensor, size: int | None) -> Tensor:
+    if size is None:
+        return t
+    h, w = t.shape[-2:]
+    top, left = (h - size) // 2, (w - size) // 2
+    return t[..., top:top + size, left:left + size]
+
+
+class RandomCrops(Dataset):
+    """`length` random `crop_size`² crops with random horizontal/vertical flips (global torch RNG)."""
+
+    def __init__(self, images: Sequence[Tensor], crop_size: int, length: int, flips: bool = True):
+        self.images, self.crop_size, self.length, self.flips = list(images), crop_size, length, flips
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> Tensor:
+        img = self.images[int(torch.randint(len(self.images), ()))]
+        h, w = img.shape[-2:]
+        top = int(torch.randint(h - self.crop_size + 1, ()))
+        left = int(torch.randint(w - self.crop_size + 1, ()))
+        crop = img[..., top:top + self.crop_size, left:left + self.crop_size]
+        if self.flips:
+            if torch.rand(()) < 0.5:
+                crop = crop.flip(-1)
+            if torch.rand(()) < 0.5:
+                crop = crop.flip(-2)
+        return crop.contiguous()
+
+
+class FixedImages(Dataset):
+    def __init__(self, images: Sequence[Tensor]):
+        self.images = list(images)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Tensor:
+        return self.images[index]
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """Common part of the data modules; subclasses provide `load_split(split) -> [(name, array)]`.
+
+    Images are loaded and checked in the constructor, so that a bad configuration fails at start-up.
+    """
+
+    def __init__(
+        self,
+        channels: int = 1,
+        crop_size: int = 64,
+        image_size: int | None = 256,
+        eval_size: int | None = 256,
+        batch_size: int = 8,
+        samples_per_epoch: int = 800,
+        flips: bool = True,
+        num_workers: int = 0,
+    ):
+        super().__init__()
+        if channels not in (1, 3):
+            raise ConfigError(f"data.channels must be 1 (grayscale) or 3 (colour), got {channels}")
+        self.channels, self.crop_size, self.image_size, self.eval_size = channels, crop_size, image_size, eval_size
+        self.batch_size, self.samples_per_epoch = batch_size, samples_per_epoch
+        self.flips, self.num_workers = flips, num_workers
+        self.names: dict[str, list[str]] = {}
+        self.images: dict[str, list[Tensor]] = {}
+        for split in ("train", "val", "test"):
+            pairs = self.load_split(split)
+            self.names[split] = [n for n, _ in pairs]
+            self.images[split] = [resize_short_side(to_tensor(a, channels), image_size) for _, a in pairs]
+        self._check()
+        for split in ("val", "test"):
+            self.images[split] = [center_crop(t, eval_size) for t in self.images[split]]
+
+    def load_split(self, split: str) -> list[tuple[str, np.ndarray]]:
+        raise NotImplementedError
+
+    def _check(self) -> None:
+        overlap = (set(self.names["train"]) & set(self.names["val"] + self.names["test"])) | (
+            set(self.names["val"]) & set(self.names["test"]))
+        if overlap:
+            raise ConfigError(f"train/val/test images must be disjoint; shared: {sorted(overlap)}")
+        for split in ("train", "val", "test"):
+            if not self.images[split]:
+                raise ConfigError(f"no {split} images")
+        for name, img in zip(self.names["train"], self.images["train"]):
+            if min(img.shape[-2:]) < self.crop_size:
+                raise ConfigError(
+                    f"data.crop_size={self.crop_size} is larger than training image '{name}' of size "
+                    f"{tuple(img.shape[-2:])} (after data.image_size={self.image_size})")
+        if self.eval_size is not None:
+            for split in ("val", "test"):
+                for name, img in zip(self.names[split], self.images[split]):
+                    if min(img.shape[-2:]) < self.eval_size:
+                        raise ConfigError(
+                            f"data.eval_size={self.eval_size} is larger than {split} image '{name}' of size "
+                            f"{tuple(img.shape[-2:])} (after data.image_size={self.image_size})")
+
+    # --- loaders --------------------------------------------------------------------------------
+    def train_dataloader(self) -> DataLoader:
+        ds = RandomCrops(self.images["train"], self.crop_size, self.samples_per_epoch, self.flips)
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
+                          drop_last=True, persistent_workers=self.num_workers > 0)
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        # One image per batch: full-size evaluation images need not share a shape.
+        return DataLoader(FixedImages(self.images[split]), batch_size=1, shuffle=False, num_workers=0)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+
+class BundledDataModule(ImageDataModule):
+    """scikit-image's bundled natural images (shipped with the package: no download).
+
+    The default split keeps the SPEC §9 test pictures (camera, coffee, moon) out of training.
+    """
+
+    def __init__(
+        self,
+        train_images: Sequence[str] = ("astronaut", "brick", "grass", "gravel", "hubble_deep_field",
+                                       "immunohistochemistry", "motorcycle", "rocket"),
+        val_images: Sequence[str] = ("chelsea", "coins"),
+        test_images: Sequence[str] = ("camera", "coffee", "moon"),
+        **kwargs,
+    ):
+        self.split_names = {"train": list(train_images), "val": list(val_images), "test": list(test_images)}
+        super().__init__(**kwargs)
+
+    def load_split(self, split):
+        loaders = _bundled_loaders()
+        unknown = [n for n in self.split_names[split] if n not in loaders]
+        if unknown:
+            raise ConfigError(f"unknown bundled image(s) {unknown} in data.{split}_images; "
+                              f"available: {', '.join(sorted(loaders))}")
+        return [(n, loaders[n]()) for n in self.split_names[split]]
+
+
+class FolderDataModule(ImageDataModule):
+    """Images of a local folder, read with Pillow.
+
+    If `path` has sub-folders `train/`, `val/` and `test/`, they are the splits; otherwise the sorted
+    files are split deterministically: the last `test_count` for test, the `val_count` before them for
+    validation, the rest for training.
+    """
+
+    def __init__(self, path: str | None = None, val_count: int = 1, test_count: int = 1, **kwargs):
+        if path is None or str(path) in ("", "???"):
+            raise ConfigError("data=folder needs data.path=/path/to/images")
+        self.path = Path(path).expanduser()
+        if not self.path.is_dir():
+            raise ConfigError(f"data.path={path}: no such folder")
+        self.val_count, self.test_count = val_count, test_count
+        self.files = self._split_files()
+        super().__init__(**kwargs)
+
+    @staticmethod
+    def _images_in(folder: Path) -> list[Path]:
+        return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+    def _split_files(self) -> dict[str, list[Path]]:
+        subdirs = {s: self.path / s for s in ("train", "val", "test")}
+        if all(d.is_dir() for d in subdirs.values()):
+            files = {s: self._images_in(d) for s, d in subdirs.items()}
+            empty = [s for s, f in files.items() if not f]
+            if empty:
+                raise ConfigError(f"data.path={self.path}: no images ({', '.join(IMAGE_EXTENSIONS)}) in "
+                                  f"sub-folder(s) {', '.join(empty)}")
+            return files
+        files = self._images_in(self.path)
+        if not files:
+            raise ConfigError(f"data.path={self.path}: folder has no images ({', '.join(IMAGE_EXTENSIONS)})")
+        if self.val_count < 1 or self.test_count < 1:
+            raise ConfigError("data.val_count and data.test_count must be >= 1")
+        need = self.val_count + self.test_count + 1
+        if len(files) < need:
+            raise ConfigError(f"data.path={self.path}: {len(files)} image(s), need at least {need} "
+                              f"(train + data.val_count={self.val_count} + data.test_count={self.test_count})")
+        n_test, n_val = self.test_count, self.val_count
+        return {"train": files[: len(files) - n_test - n_val],
+                "val": files[len(files) - n_test - n_val: len(files) - n_test],
+                "test": files[len(files) - n_test:]}
+
+    def load_split(self, split):
+        from PIL import Image
+
+        out = []
+        for f in self.files[split]:
+            try:
+                with Image.open(f) as im:
+                    im = im.convert("RGB") if im.mode not in ("L", "I;16", "I", "F") else im
+                    arr = np.asarray(im)
+                    if im.mode in ("I;16", "I"):
+                        arr = arr.astype(np.float32) / (65535.0 if im.mode == "I;16" else max(float(arr.max()), 1.0))
+            except OSError as e:
+                raise ConfigError(f"cannot read image {f}: {e}") from None
+            out.append((f"{split}/{f.name}", arr))
+        return out

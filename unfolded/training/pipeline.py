@@ -1,0 +1,136 @@
+"""instantiate → fit → test, from a composed Hydra configuration (what `train.py` runs)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from .checks import check_checkpoint, check_config, to_container
+from .errors import ConfigError
+from .physics_bank import PhysicsBank
+
+log = logging.getLogger(__name__)
+
+
+def _cause(e: BaseException) -> BaseException:
+    while isinstance(e, InstantiationException) and e.__cause__ is not None:
+        e = e.__cause__
+    return e
+
+
+def build(node: DictConfig, what: str, **kwargs):
+    """`instantiate`, turning a constructor's error into a one-line ConfigError naming the group."""
+    try:
+        return instantiate(node, **kwargs)
+    except ConfigError:
+        raise
+    except (InstantiationException, ValueError, TypeError) as e:
+        cause = _cause(e)
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        msg = str(cause).strip().splitlines()
+        raise ConfigError(f"cannot build {what}: {type(cause).__name__}: {msg[-1] if msg else ''}") from None
+
+
+def build_physics(cfg: DictConfig) -> PhysicsBank:
+    node = cfg.physics
+    if "img_size" in node and node.img_size is None:
+        # Built per image size (training crops and test images get their own operator).
+        return PhysicsBank(factory=lambda size: build(node, "physics", img_size=list(size)))
+    return PhysicsBank(physics=build(node, "physics"))
+
+
+def build_model(cfg: DictConfig) -> torch.nn.Module:
+    prior = build(cfg.prior, "prior") if cfg.get("prior") else None
+    deq = None
+    if cfg.get("deq"):
+        deq = build(cfg.deq, "deq")
+    kwargs = {"prior": prior}
+    if deq is not None:
+        kwargs["DEQ"] = deq
+    return build(cfg.algo, "algo", **kwargs)
+
+
+def build_module(cfg: DictConfig, model, physics) -> pl.LightningModule:
+    module = build(cfg.module, "module", model=model, physics=physics)
+    module.run_config = to_container(cfg)  # not through instantiate: it would build its _target_ nodes
+    return module
+
+
+def _collection(node, what: str) -> list:
+    if not node:
+        return []
+    return [build(sub, f"{what}.{name}") for name, sub in node.items() if sub is not None and "_target_" in sub]
+
+
+def _finish_wandb() -> None:
+    try:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def run(cfg: DictConfig) -> tuple[float | None, dict]:
+    """Train and/or test; returns (value of `optimized_metric`, all final metrics)."""
+    check_config(cfg)
+    OmegaConf.resolve(cfg)
+    if cfg.get("seed") is not None:
+        pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+
+    datamodule = build(cfg.data, "data")
+    physics = build_physics(cfg)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = build_model(cfg)
+    for w in caught:
+        log.warning("%s", w.message)
+    module = build_module(cfg, model, physics)
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path is not None:
+        check_checkpoint(str(ckpt_path), module)
+
+    callbacks = _collection(cfg.get("callbacks"), "callbacks")
+    loggers = _collection(cfg.get("logger"), "logger")
+    trainer: pl.Trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    for lg in loggers:
+        if hasattr(lg, "log_hyperparams"):
+            lg.log_hyperparams(to_container(cfg))
+
+    metrics: dict = {}
+    try:
+        if cfg.get("train", True):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+            metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        if cfg.get("test", True):
+            if cfg.get("train", True):
+                best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+                test_ckpt = best if best and Path(best).is_file() else None
+                if test_ckpt:
+                    log.info("testing the best checkpoint %s", test_ckpt)
+            else:
+                test_ckpt = ckpt_path
+            trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False)
+            metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    finally:
+        _finish_wandb()
+
+    name = cfg.get("optimized_metric")
+    value = None
+    if name:
+        ckpt_cb = trainer.checkpoint_callback
+        if ckpt_cb is not None and ckpt_cb.monitor == name and ckpt_cb.best_model_score is not None:
+            value = float(ckpt_cb.best_model_score)
+        elif name in metrics:
+            value = metrics[name]
+    metrics["global_step"] = trainer.global_step
+    return value, metrics

@@ -1,0 +1,134 @@
+"""End-of-run report: a results table (rich) and a PNG with example images and training curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+METHODS = (("adjoint", "Aᵀy"), ("tikhonov", "Tikhonov"), ("model", "unfolded model"))
+
+
+def print_table(records: list[dict], summary: dict, hyperparameters: dict | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    lam = summary.get("tikhonov/lambda")
+    table = Table(title=f"Test results ({len(records)} images; PSNR in dB, interior = valid-blur ring cropped)")
+    table.add_column("method")
+    for col in ("PSNR", "PSNR interior", "SSIM", "gain interior vs Tikhonov"):
+        table.add_column(col, justify="right")
+    for key, label in METHODS:
+        if f"{key}/psnr" not in summary:
+            continue
+        if key == "tikhonov" and lam is not None:
+            label = f"{label} (λ={lam:.3g})"
+        gain = ""
+        if "tikhonov/psnr_interior" in summary:
+            gain = f"{summary[f'{key}/psnr_interior'] - summary['tikhonov/psnr_interior']:+.2f}"
+        table.add_row(label, f"{summary[f'{key}/psnr']:.2f}", f"{summary[f'{key}/psnr_interior']:.2f}",
+                      f"{summary[f'{key}/ssim']:.4f}", gain)
+    per_image = Table(title="Per image: PSNR interior (model / Tikhonov / Aᵀy)")
+    per_image.add_column("image")
+    per_image.add_column("model", justify="right")
+    per_image.add_column("Tikhonov", justify="right")
+    per_image.add_column("Aᵀy", justify="right")
+    for r in records:
+        per_image.add_row(r["name"], *(f"{r[f'{m}/psnr_interior']:.2f}" if f"{m}/psnr_interior" in r else "-"
+                                       for m in ("model", "tikhonov", "adjoint")))
+    console = Console()
+    console.print(table)
+    console.print(per_image)
+    if hyperparameters:
+        console.print("learned parameters: " + "; ".join(
+            f"{k} = {[round(float(v), 4) for v in torch.as_tensor(t).flatten()]}" for k, t in hyperparameters.items()))
+
+
+def _show(ax, img: torch.Tensor, title: str) -> None:
+    img = img.detach().float().cpu()
+    if img.shape[0] == 1:
+        ax.imshow(img[0].clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(img.permute(1, 2, 0).clamp(0, 1).numpy())
+    ax.set_title(title, fontsize=8)
+    ax.axis("off")
+
+
+def save_figure(path: Path, records: list[dict], history: dict | None, summary: dict) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    examples = [r for r in records if "images" in r]
+    cols = ["measurement", "adjoint", "tikhonov", "model", "target"]
+    titles = {"measurement": "measurement y", "adjoint": "Aᵀy", "tikhonov": "Tikhonov", "model": "unfolded",
+              "target": "target"}
+    n_rows = len(examples) + 1
+    fig, axes = plt.subplots(n_rows, len(cols), figsize=(2.6 * len(cols), 2.7 * n_rows), squeeze=False)
+    for row, rec in enumerate(examples):
+        for c, key in enumerate(cols):
+            ax = axes[row, c]
+            if key not in rec["images"]:
+                ax.axis("off")
+                continue
+            title = titles[key]
+            if f"{key}/psnr_interior" in rec:
+                title += f"\n{rec[f'{key}/psnr']:.2f} dB ({rec[f'{key}/psnr_interior']:.2f} int.)"
+            elif key == "target":
+                title += f"\n{rec['name']}"
+            _show(ax, rec["images"][key], title)
+    curves = axes[-1]
+    for ax in curves:
+        ax.axis("off")
+    if history and history.get("train"):
+        ax = curves[0]
+        ax.axis("on")
+        steps, losses = zip(*history["train"])
+        ax.semilogy(steps, losses, lw=0.8)
+        ax.set_title("training loss", fontsize=8)
+        ax.set_xlabel("step", fontsize=7)
+    if history and history.get("val"):
+        ax = curves[1]
+        ax.axis("on")
+        steps = [r["step"] for r in history["val"]]
+        for key, label in (("val/psnr_interior", "model (interior)"), ("val/psnr", "model (full)")):
+            if all(key in r for r in history["val"]):
+                ax.plot(steps, [r[key] for r in history["val"]], marker=".", label=label)
+        if all("val/tikhonov_psnr_interior" in r for r in history["val"]):
+            ax.axhline(history["val"][-1]["val/tikhonov_psnr_interior"], color="k", ls="--", lw=0.8,
+                       label="Tikhonov (interior)")
+        ax.set_title("validation PSNR (dB)", fontsize=8)
+        ax.set_xlabel("step", fontsize=7)
+        ax.legend(fontsize=6)
+    iters = [r["psnr_iter"] for r in records if "psnr_iter" in r]
+    if iters:
+        ax = curves[2]
+        ax.axis("on")
+        k = len(iters[0])
+        mean = [sum(it[i] for it in iters) / len(iters) for i in range(k)]
+        ax.plot(range(1, k + 1), mean, marker="o")
+        if "tikhonov/psnr" in summary:
+            ax.axhline(summary["tikhonov/psnr"], color="k", ls="--", lw=0.8, label="Tikhonov (full)")
+            ax.legend(fontsize=6)
+        ax.set_title("test PSNR of the iterates (full)", fontsize=8)
+        ax.set_xlabel("iteration", fontsize=7)
+    for ax in curves:
+        ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def save_json(path: Path, records: list[dict], summary: dict, hyperparameters: dict, step: int) -> Path:
+    data = {
+        "global_step": step,
+        "summary": summary,
+        "images": [{k: v for k, v in r.items() if k != "images"} for r in records],
+        "hyperparameters": {k: torch.as_tensor(v).detach().flatten().tolist() for k, v in hyperparameters.items()},
+    }
+    Path(path).write_text(json.dumps(data, indent=2))
+    return Path(path)
