@@ -28,7 +28,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check unfolded tests benchmarks train.py
 
 bench: $(STAMP)
-	$(PY) benchmarks/run_all.py
+	cd benchmarks && ../$(PY) run_all.py
 
 clean:
 	rm -rf .venv outputs logs .pytest_cache

@@ -214,3 +214,24 @@ def test_bad_calls():
         Inpainting((1, 4, 4), mask=0.5).A(torch.rand(1, 1, 5, 4))
     with pytest.raises(TypeError, match="filter must be a torch.Tensor"):
         Blur([[1.0]])
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_fast_normal_operator_matches_the_definition(padding):
+    k = torch.rand(2, 1, 5, 4, dtype=torch.float64)
+    physics = Blur(k, padding=padding)
+    v = torch.randn(2, 3, 11, 12, dtype=torch.float64)
+    gamma = torch.tensor([0.5, 2.0], dtype=torch.float64).view(2, 1, 1, 1)
+    fast = physics.normal_operator(gamma, v)(v)
+    assert torch.allclose(fast, physics.A_adjoint(physics.A(v)) + v / gamma, atol=1e-12)
+
+
+def test_preconditioner_is_exact_for_circular_blur():
+    from unfolded.solvers import SolverLog, record_solves
+
+    physics = Blur(gaussian_blur(2.0).double(), padding="circular", tol=1e-10, max_iter=100)
+    z = torch.randn(1, 1, 32, 32, dtype=torch.float64)
+    log = SolverLog()
+    with record_solves(log):
+        physics.prox_l2(z, physics.A(torch.randn_like(z)), 3.0)
+    assert log.records[0][1] == 1

@@ -93,6 +93,10 @@ class LinearPhysics(nn.Module):
         """Shape of A x for an x of `x_shape`; None when the operator cannot say without applying A."""
         return None
 
+    def normal_operator(self, gamma: Tensor, like: Tensor, **params) -> Callable[[Tensor], Tensor]:
+        """v ↦ (AᵀA + I/γ) v for images shaped like `like`; subclasses may compute it faster."""
+        return lambda v: self.A_adjoint(self.A(v, **params), **params) + v / gamma
+
     def normal_preconditioner(self, gamma: Tensor, rhs: Tensor, **params) -> Callable[[Tensor], Tensor] | None:
         """An approximate inverse of AᵀA + I/γ for CG, or None."""
         return None

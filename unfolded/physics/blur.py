@@ -60,6 +60,37 @@ class Blur(LinearPhysics):
     def operator_params(self) -> dict[str, Tensor]:
         return {"filter": self.filter}
 
+    def normal_operator(self, gamma: Tensor, like: Tensor, filter: Tensor | None = None):
+        """(AᵀA + I/γ) v with FFTs and the filter spectrum computed once per solve.
+
+        Circular padding: AᵀA is circulant, |K|². Otherwise: pad, circular convolution on the padded
+        grid, zero the wrap-around rows/columns (outside the valid part), correlate back, adjoint pad.
+        """
+        f = self._filter(like, filter)
+        h, w = f.shape[-2:]
+        H, W = like.shape[-2:]
+        if self.padding == "circular":
+            spectrum = Fn.centred_spectrum(f, (H, W)).abs() ** 2 + 1 / gamma
+            return lambda v: torch.fft.irfft2(torch.fft.rfft2(v) * spectrum, s=(H, W))
+        size = (H, W) if self.padding == "valid" else (H + h - 1, W + w - 1)
+        K = torch.fft.rfft2(f, s=size)
+        K_conj = K.conj()
+
+        def matvec(v: Tensor) -> Tensor:
+            full = torch.fft.irfft2(torch.fft.rfft2(Fn.pad(v, h, w, self.padding)) * K, s=size)
+            valid_part = torch.nn.functional.pad(full[..., h - 1 :, w - 1 :], (w - 1, 0, h - 1, 0))
+            back = torch.fft.irfft2(torch.fft.rfft2(valid_part) * K_conj, s=size)
+            return Fn.pad_adjoint(back, h, w, self.padding) + v / gamma
+
+        return matvec
+
+    def normal_preconditioner(self, gamma: Tensor, like: Tensor, filter: Tensor | None = None):
+        """Inverse of the circulant approximation |K|² + 1/γ of AᵀA + I/γ (exact for circular padding)."""
+        f = self._filter(like, filter)
+        H, W = like.shape[-2:]
+        inverse = 1 / (torch.fft.rfft2(f, s=(H, W)).abs() ** 2 + 1 / gamma)
+        return lambda r: torch.fft.irfft2(torch.fft.rfft2(r) * inverse, s=(H, W))
+
     def output_shape(self, x_shape):
         if self.padding != "valid":
             return tuple(x_shape)
@@ -84,14 +115,7 @@ class BlurFFT(LinearPhysics):
 
     def _spectrum(self, like: Tensor, filter: Tensor | None = None) -> Tensor:
         f = self.filter if filter is None else filter
-        f = f.to(like.dtype)
-        H, W = like.shape[-2:]
-        h, w = f.shape[-2:]
-        if h > H or w > W:
-            raise ValueError(f"images of size {(H, W)} are smaller than the filter {(h, w)}")
-        # Centre the filter at pixel (0, 0): the same convention as Blur's padding (shift h//2, w//2).
-        padded = torch.nn.functional.pad(f, (0, W - w, 0, H - h)).roll((-(h // 2), -(w // 2)), dims=(-2, -1))
-        return torch.fft.rfft2(padded)
+        return Fn.centred_spectrum(f.to(like.dtype), tuple(like.shape[-2:]))
 
     def _check(self, x: Tensor) -> None:
         if x.dim() != 4:

@@ -19,11 +19,8 @@ from .cg import SolveInfo, active_log, batch_dot, conjugate_gradient, report_sol
 def solve_normal_equations(
     physics, rhs: Tensor, gamma: Tensor, x0: Tensor | None, tol: float, max_iter: int, params: dict
 ) -> tuple[Tensor, SolveInfo]:
-    """Solve (AᵀA + I/γ) x = rhs with the physics' preconditioner when it has one."""
-
-    def matvec(v: Tensor) -> Tensor:
-        return physics.A_adjoint(physics.A(v, **params), **params) + v / gamma
-
+    """Solve (AᵀA + I/γ) x = rhs with the physics' own normal operator and preconditioner."""
+    matvec = physics.normal_operator(gamma, rhs, **params)
     precond = physics.normal_preconditioner(gamma, rhs, **params)
     return conjugate_gradient(matvec, rhs, x0=x0, max_iter=max_iter, tol=tol, precond=precond)
 

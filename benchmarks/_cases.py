@@ -1,0 +1,73 @@
+"""Benchmark cases: build a model, a physics and data, return one training step (forward + backward).
+
+The floor of a case is the same network without data steps: K chained DnCNN forward passes and one
+backward, at the same size. Everything else an unfolded step does is overhead over that floor.
+"""
+
+from __future__ import annotations
+
+import torch
+
+import unfolded as dinv
+from unfolded.physics.blur import gaussian_blur
+
+DEFAULTS = dict(algo="hqs", physics="blur_valid", size=256, batch=1, channels=1, K=5, implicit=True,
+                cg_max_iter=50, cg_tol=1e-4, deq=False, depth=8, nf=32, device="cpu")
+
+
+def _physics(spec):
+    kernel = gaussian_blur(1.6)
+    common = dict(max_iter=spec["cg_max_iter"], tol=spec["cg_tol"], implicit_backward_solver=spec["implicit"],
+                  noise_model=dinv.physics.GaussianNoise(0.02))
+    if spec["physics"] == "blur_valid":
+        return dinv.physics.Blur(kernel, padding="valid", **common)
+    if spec["physics"] == "blur_fft":
+        size = (spec["channels"], spec["size"], spec["size"])
+        return dinv.physics.BlurFFT(size, kernel, noise_model=dinv.physics.GaussianNoise(0.02))
+    if spec["physics"] == "denoise":
+        return dinv.physics.Denoising(dinv.physics.GaussianNoise(0.1))
+    raise ValueError(f"unknown physics {spec['physics']!r}")
+
+
+class Floor(torch.nn.Module):
+    """K chained denoiser passes: the cost no unfolded network with this denoiser can go below."""
+
+    def __init__(self, denoiser, K):
+        super().__init__()
+        self.denoiser, self.K = denoiser, K
+
+    def forward(self, y, physics):
+        x = y
+        for _ in range(self.K):
+            x = self.denoiser(x)
+        return x
+
+
+def build_step(spec: dict):
+    spec = DEFAULTS | spec
+    torch.manual_seed(0)
+    device = torch.device(spec["device"])
+    denoiser = dinv.models.DnCNN(spec["channels"], spec["channels"], depth=spec["depth"], nf=spec["nf"],
+                                 last_layer_init="zero")
+    x = torch.rand(spec["batch"], spec["channels"], spec["size"], spec["size"])
+    physics = _physics(spec)
+    y = physics(x)
+    if spec["algo"] == "floor":
+        model = Floor(denoiser, spec["K"])
+        y = x + 0.02 * torch.randn_like(x)
+    else:
+        cls = {"hqs": dinv.optim.HQS, "pgd": dinv.optim.PGD}[spec["algo"]]
+        deq = dinv.optim.DEQConfig(anderson_acceleration_forward=True) if spec["deq"] else None
+        model = cls(prior=dinv.optim.PnP(denoiser), data_fidelity=dinv.optim.L2(), stepsize=1.0,
+                    max_iter=spec["K"], unfold=True, trainable_params=["stepsize"], DEQ=deq)
+    model, physics, x, y = model.to(device), physics.to(device), x.to(device), y.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def step():
+        for p in params:
+            p.grad = None
+        loss = (model(y, physics) - x).pow(2).mean()
+        loss.backward()
+        return loss
+
+    return step, model

@@ -1,0 +1,90 @@
+"""Run each benchmark case in its own process (clean peak memory) and print ratios to the floor."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def measure_in_this_process(spec: dict, warmup: int, repeats: int) -> dict:
+    """Median step time and the peak memory the steps add (RSS on CPU, allocator peak on GPU)."""
+    sys.path.insert(0, HERE)
+    from _cases import build_step
+
+    from unfolded.solvers import ConvergenceWarning
+
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
+    step, model = build_step(spec)
+    cuda = spec.get("device", "cpu").startswith("cuda")
+    base = _rss_bytes()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    times = []
+    for i in range(warmup + repeats):
+        model.solver_log.reset() if hasattr(model, "solver_log") else None
+        t0 = time.perf_counter()
+        step()
+        if cuda:
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    out = {"time_s": statistics.median(times), "peak_mb": max(peak - base, 0) / 2**20}
+    if hasattr(model, "solver_log"):
+        out.update({k: v for k, v in model.solver_log.summary().items() if k.endswith("iters_mean")})
+    if getattr(model, "deq_stats", None):
+        out["deq_forward_iters"] = model.deq_stats["forward"]["iterations"]
+        out["deq_backward_iters"] = model.deq_stats.get("backward", {}).get("iterations", 0)
+    return out
+
+
+def measure(spec: dict, warmup: int = 2, repeats: int = 5) -> dict:
+    """Measure `spec` in a fresh Python process."""
+    cmd = [sys.executable, os.path.join(HERE, "_harness.py"), json.dumps(spec), str(warmup), str(repeats)]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise RuntimeError(f"benchmark case {spec} failed:\n{res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return f"{os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__}, {torch.get_num_threads()} threads{gpu}"
+
+
+def print_table(title: str, rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
+    """columns: (key, header, format)."""
+    print(f"\n{title}")
+    widths = [max(len(h), 10) for _, h, _ in columns]
+    print("  ".join(h.rjust(w) for (_, h, _), w in zip(columns, widths)))
+    for row in rows:
+        cells = []
+        for (key, _, fmt), w in zip(columns, widths):
+            v = row.get(key, "")
+            cells.append((format(v, fmt) if isinstance(v, (int, float)) else str(v)).rjust(w))
+        print("  ".join(cells))
+
+
+if __name__ == "__main__":
+    result = measure_in_this_process(json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))
+    print(json.dumps(result))

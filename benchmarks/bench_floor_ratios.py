@@ -1,0 +1,43 @@
+"""Claim: an unfolded step costs close to its floor (K DnCNN forward+backward passes, same size).
+
+Each case and its floor run in fresh processes, in one run, so their ratio is meaningful on a noisy
+machine. Goals (issue #6): HQS+Blur(valid) implicit 256² ≤1.2× time and ≤1.05× memory;
+HQS+BlurFFT 256² ≤1.05×; HQS+Blur(valid) 64² B4 ≤1.15×.
+"""
+
+import sys
+
+from _harness import machine, measure, print_table
+
+CASES = [
+    ("HQS+Blur(valid) implicit 256² B1 K5", dict(size=256)),
+    ("HQS+Blur(valid) unrolled 256² B1 K5", dict(size=256, implicit=False)),
+    ("HQS+Blur(valid) implicit 256² CG200", dict(size=256, cg_max_iter=200)),
+    ("HQS+BlurFFT 256² B1 K5", dict(size=256, physics="blur_fft")),
+    ("HQS+Blur(valid) 64² B4 K5", dict(size=64, batch=4)),
+    ("PGD+Denoising 64² B4 K5", dict(size=64, batch=4, algo="pgd", physics="denoise")),
+]
+
+
+def main(device: str = "cpu", repeats: int = 5) -> list[dict]:
+    rows = []
+    floors = {}
+    for name, spec in CASES:
+        spec = dict(spec, device=device)
+        key = (spec["size"], spec.get("batch", 1))
+        if key not in floors:
+            floors[key] = measure(dict(algo="floor", size=key[0], batch=key[1], device=device), repeats=repeats)
+        floor = floors[key]
+        r = measure(spec, repeats=repeats)
+        rows.append(dict(case=name, **r, floor_s=floor["time_s"], time_ratio=r["time_s"] / floor["time_s"],
+                         mem_ratio=r["peak_mb"] / max(floor["peak_mb"], 1e-9)))
+    print(f"\nStep time and peak memory as ratios to the floor — {machine()}, device {device}")
+    print_table("", rows, [("case", "case", ""), ("time_s", "step s", ".3f"), ("floor_s", "floor s", ".3f"),
+                           ("time_ratio", "time x floor", ".2f"), ("peak_mb", "peak MB", ".0f"),
+                           ("mem_ratio", "mem x floor", ".2f"), ("cg_forward/iters_mean", "CG fwd it", ".1f"),
+                           ("cg_backward/iters_mean", "CG bwd it", ".1f")])
+    return rows
+
+
+if __name__ == "__main__":
+    main(*(sys.argv[1:2] or ["cpu"]))

@@ -1,0 +1,10 @@
+"""`make bench`: every benchmark script, one after the other."""
+
+import bench_deq
+import bench_floor_ratios
+import bench_implicit_memory
+
+if __name__ == "__main__":
+    bench_floor_ratios.main()
+    bench_implicit_memory.main()
+    bench_deq.main()
