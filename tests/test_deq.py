@@ -114,6 +114,9 @@ def test_unconverged_solves_warn_and_show_in_stats():
         x_hat.sum().backward()
     assert not model.deq_stats["forward"]["converged"] and model.deq_stats["forward"]["iterations"] == 4
     assert not model.deq_stats["backward"]["converged"] and model.deq_stats["backward"]["iterations"] == 3
+    logged = model.solver_log.summary()  # what the training module logs
+    assert logged["deq_forward/unconverged"] == 1 and logged["deq_backward/unconverged"] == 1
+    assert logged["deq_forward/iters_mean"] == 4 and logged["deq_backward/max_rel_residual"] > 1e-14
 
 
 def test_deq_hqs_with_dncnn_reaches_every_parameter_with_flat_memory():

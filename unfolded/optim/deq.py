@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch.autograd.function import once_differentiable
 
-from ..solvers.cg import ConvergenceWarning
+from ..solvers.cg import ConvergenceWarning, active_log
 from ..solvers.fixed_point import AndersonAccelerationConfig, fixed_point
 
 
@@ -83,7 +83,10 @@ def anderson_config(value) -> AndersonAccelerationConfig | None:
                     f"{type(value).__name__}")
 
 
-def _warn_unconverged(kind: str, stats, tol: float) -> None:
+def _report(kind: str, stats, tol: float, log) -> None:
+    """Record a fixed-point solve in the model's SolverLog and warn when it did not converge."""
+    if log is not None:
+        log.add(f"deq_{kind}", stats.iterations, stats.residuals[-1] if stats.residuals else 0.0, stats.converged)
     if not stats.converged:
         warnings.warn(f"DEQ {kind} solve did not converge: relative residual {stats.residuals[-1]:.2e} > tol "
                       f"{tol:.1e} after {stats.iterations} iterations", ConvergenceWarning, stacklevel=4)
@@ -94,7 +97,7 @@ class _ImplicitBackward(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, fx, x0, cfg, stats):
-        ctx.cfg, ctx.stats = cfg, stats
+        ctx.cfg, ctx.stats, ctx.log = cfg, stats, active_log()
         ctx.save_for_backward(fx, x0)
         return fx.clone()
 
@@ -114,7 +117,7 @@ class _ImplicitBackward(torch.autograd.Function):
 
         v, stats = fixed_point(g, u, cfg.max_iter_backward, cfg.tol_backward, cfg.backward_anderson())
         ctx.stats["backward"] = stats.as_dict()
-        _warn_unconverged("backward", stats, cfg.tol_backward)
+        _report("backward", stats, cfg.tol_backward, ctx.log)
         return v, None, None, None
 
 
@@ -133,7 +136,7 @@ def run_deq(model, y, physics, init=None):
         return x, {"forward": fstats.as_dict()}
     with torch.no_grad():
         x_star, fstats = fixed_point(T, x0, model.max_iter, cfg.tol_forward, anderson)
-    _warn_unconverged("forward", fstats, cfg.tol_forward)
+    _report("forward", fstats, cfg.tol_forward, active_log())
     stats = {"forward": fstats.as_dict()}
     if not torch.is_grad_enabled():
         return T(x_star), stats

@@ -78,28 +78,28 @@ def conjugate_gradient(
 
 @dataclass
 class SolverLog:
-    """Statistics of the linear solves made while it is active (see `record_solves`).
-
-    Kept on the model, not the physics, so solving never mutates the physics object.
+    """Statistics of the solves made while it is active (see `record_solves`): CG solves of the
+    least-squares steps ('cg_forward', 'cg_backward') and DEQ fixed-point solves ('deq_forward',
+    'deq_backward'). Kept on the model, not the physics, so solving never mutates the physics object.
     """
 
     records: list[tuple[str, int, float, bool]] = field(default_factory=list)
 
-    def add(self, kind: str, info: SolveInfo) -> None:
-        self.records.append((kind, info.iterations, float(info.rel_residual.max()), info.converged))
+    def add(self, kind: str, iterations: int, residual: float, converged: bool) -> None:
+        self.records.append((kind, int(iterations), float(residual), bool(converged)))
 
     def reset(self) -> None:
         self.records.clear()
 
     def summary(self) -> dict[str, float]:
-        """Mean iterations, worst residual and unconverged count per kind ('forward', 'backward')."""
+        """Per kind: number of solves, mean iterations, worst final residual, unconverged count."""
         out: dict[str, float] = {}
         for kind in sorted({r[0] for r in self.records}):
             rows = [r for r in self.records if r[0] == kind]
-            out[f"cg_{kind}/solves"] = float(len(rows))
-            out[f"cg_{kind}/iters_mean"] = sum(r[1] for r in rows) / len(rows)
-            out[f"cg_{kind}/max_rel_residual"] = max(r[2] for r in rows)
-            out[f"cg_{kind}/unconverged"] = float(sum(not r[3] for r in rows))
+            out[f"{kind}/solves"] = float(len(rows))
+            out[f"{kind}/iters_mean"] = sum(r[1] for r in rows) / len(rows)
+            out[f"{kind}/max_rel_residual"] = max(r[2] for r in rows)
+            out[f"{kind}/unconverged"] = float(sum(not r[3] for r in rows))
         return out
 
 
@@ -123,7 +123,7 @@ def active_log() -> SolverLog | None:
 def report_solve(kind: str, info: SolveInfo, tol: float, log: SolverLog | None, stacklevel: int = 3) -> None:
     """Record a solve and warn when it did not converge (Python shows it once per call site)."""
     if log is not None:
-        log.add(kind, info)
+        log.add(f"cg_{kind}", info.iterations, float(info.rel_residual.max()), info.converged)
     if not info.converged:
         warnings.warn(
             f"conjugate gradient ({kind}) did not converge: relative residual "
