@@ -1,5 +1,6 @@
 """`make bench`: every benchmark script, one after the other."""
 
+import bench_cg_iterations
 import bench_deq
 import bench_floor_ratios
 import bench_implicit_memory
@@ -8,3 +9,4 @@ if __name__ == "__main__":
     bench_floor_ratios.main()
     bench_implicit_memory.main()
     bench_deq.main()
+    bench_cg_iterations.main()
