@@ -45,6 +45,32 @@ def test_default_config_is_the_spec_experiment(tmp_path):
     assert cfg.prior.denoiser.last_layer_init == "zero"
     assert cfg.physics.padding == "valid" and cfg.physics.filter.sigma == 1.6
     assert cfg.physics.noise_model.sigma == 0.02
-    assert cfg.module.optimizer.lr == 1e-3 and cfg.data.crop_size == 64 and cfg.data.channels == 1
+    assert cfg.module.optimizer.lr == 2e-3 and cfg.data.crop_size == 64 and cfg.data.channels == 1
+    assert cfg.module.init == "mean_fill" and cfg.module.loss_region == "interior"
     assert list(cfg.data.test_images) == ["camera", "coffee", "moon"]
     assert cfg.logger.wandb.mode == "offline"
+
+
+def test_hqs_blur_is_the_default(tmp_path):
+    from omegaconf import OmegaConf
+
+    default = OmegaConf.to_container(compose([], tmp_path), resolve=False)
+    explicit = OmegaConf.to_container(compose(["algo=hqs", "physics=blur"], tmp_path), resolve=False)
+    assert default == explicit
+
+
+def test_gd_uses_red_whatever_the_prior(tmp_path):
+    cfg = compose(["algo=gd", "prior=dncnn"], tmp_path)
+    assert cfg.prior._target_ == "unfolded.optim.RED" and cfg.prior.denoiser.depth == 20
+
+
+@pytest.mark.slow
+def test_wandb_offline_run_logs_images(tmp_path):
+    import wandb
+
+    cfg = compose(["debug=fast", "logger=wandb", "trainer.fast_dev_run=false", "trainer.max_steps=2",
+                   "trainer.val_check_interval=1", *QUIET], tmp_path)
+    run(cfg)
+    assert wandb.run is None  # finished
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("files/media/images/**/*.png"))

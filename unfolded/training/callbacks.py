@@ -73,6 +73,19 @@ def _to_uint8(img: torch.Tensor) -> np.ndarray:
     return (arr * 255).round().astype(np.uint8)
 
 
+def _same_size(images: dict[str, torch.Tensor]) -> list[np.ndarray]:
+    """Panels as uint8 arrays; a smaller measurement (valid blur) is centred on a black canvas."""
+    h = max(v.shape[-2] for v in images.values())
+    w = max(v.shape[-1] for v in images.values())
+    out = []
+    for v in images.values():
+        dh, dw = h - v.shape[-2], w - v.shape[-1]
+        if dh or dw:
+            v = torch.nn.functional.pad(v, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
+        out.append(_to_uint8(v))
+    return out
+
+
 class ImageLogger(pl.Callback):
     """Measurement / reconstruction / target panels of the first validation image, for wandb."""
 
@@ -82,7 +95,7 @@ class ImageLogger(pl.Callback):
             return
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                logger.log_image(key="val/images", images=[_to_uint8(ex[k]) for k in ex], caption=list(ex),
+                logger.log_image(key="val/images", images=_same_size(ex), caption=list(ex),
                                  step=trainer.global_step)
 
     def on_test_end(self, trainer, pl_module) -> None:
@@ -92,7 +105,7 @@ class ImageLogger(pl.Callback):
             for rec in getattr(pl_module, "test_records", []):
                 if "images" in rec:
                     imgs = rec["images"]
-                    logger.log_image(key=f"test/{rec['name']}", images=[_to_uint8(v) for v in imgs.values()],
+                    logger.log_image(key=f"test/{rec['name']}", images=_same_size(imgs),
                                      caption=list(imgs))
 
 
@@ -116,5 +129,5 @@ class Report(pl.Callback):
                                                history.state_dict() if history else None,
                                                pl_module.test_summary)
         self.paths["json"] = report.save_json(out / "results.json", pl_module.test_records,
-                                              pl_module.test_summary, hp, trainer.global_step)
+                                              pl_module.test_summary, hp, pl_module.trained_steps)
         print(f"report: {self.paths['png']}  results: {self.paths['json']}")

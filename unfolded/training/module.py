@@ -62,6 +62,7 @@ class UnfoldedModule(pl.LightningModule):
         self.tikhonov_tol, self.tikhonov_max_iter = tikhonov_tol, tikhonov_max_iter
         self.log_params_every_n_steps, self.num_report_images = log_params_every_n_steps, num_report_images
         self.run_config = run_config
+        self.checkpoint_global_step: int | None = None  # step of a checkpoint loaded for evaluation
         self.tikhonov_lambda: float | None = None
         self.tikhonov_val_psnr: float | None = None
         self.val_example: dict[str, Tensor] | None = None
@@ -256,3 +257,12 @@ class UnfoldedModule(pl.LightningModule):
         checkpoint["tikhonov_val_psnr"] = self.tikhonov_val_psnr
         if self.run_config is not None:
             checkpoint["unfolded_config"] = self.run_config
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.checkpoint_global_step = checkpoint.get("global_step")
+
+    @property
+    def trained_steps(self) -> int:
+        """Optimisation steps behind the current weights (also when only evaluating a checkpoint)."""
+        step = self.trainer.global_step if self._trainer is not None else 0
+        return max(step, self.checkpoint_global_step or 0)

@@ -55,7 +55,13 @@ def build_model(cfg: DictConfig) -> torch.nn.Module:
     kwargs = {"prior": prior}
     if deq is not None:
         kwargs["DEQ"] = deq
-    return build(cfg.algo, "algo", **kwargs)
+    # Partial first, then call: passed through `instantiate`, a DEQConfig dataclass would become a config.
+    factory = build(cfg.algo, "algo", _partial_=True)
+    try:
+        return factory(**kwargs)
+    except (ValueError, TypeError) as e:
+        msg = str(e).strip().splitlines()
+        raise ConfigError(f"cannot build algo: {type(e).__name__}: {msg[-1] if msg else ''}") from None
 
 
 def build_module(cfg: DictConfig, model, physics) -> pl.LightningModule:
@@ -132,5 +138,5 @@ def run(cfg: DictConfig) -> tuple[float | None, dict]:
             value = float(ckpt_cb.best_model_score)
         elif name in metrics:
             value = metrics[name]
-    metrics["global_step"] = trainer.global_step
+    metrics["global_step"] = module.trained_steps
     return value, metrics
