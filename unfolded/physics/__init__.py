@@ -4,5 +4,7 @@ from . import blur, functional
 from .base import Denoising, GaussianNoise, LinearPhysics
 from .blur import Blur, BlurFFT
 from .inpainting import Inpainting
+from .mri import MRI, MultiCoilMRI, birdcage_maps, equispaced_mask, random_mask
 
-__all__ = ["LinearPhysics", "Denoising", "Blur", "BlurFFT", "Inpainting", "GaussianNoise", "blur", "functional"]
+__all__ = ["LinearPhysics", "Denoising", "Blur", "BlurFFT", "Inpainting", "GaussianNoise", "blur", "functional",
+           "MRI", "MultiCoilMRI", "random_mask", "equispaced_mask", "birdcage_maps"]

@@ -1,0 +1,237 @@
+"""Cartesian MRI: y = M ⊙ F x (single coil) and y_n = M ⊙ F(S_n x) (multi-coil), with sampling masks.
+
+Images and k-space are real tensors whose channel dimension holds (real, imaginary): images
+(B, 2, H, W); single-coil k-space (B, 2, H, W); multi-coil k-space (B, 2, N, H, W) for N coils.
+F is the centred, orthonormal 2-D FFT (unitary, so Fᴴ = F⁻¹ and the adjoints are exact).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .base import LinearPhysics
+
+
+def to_complex(x: Tensor) -> Tensor:
+    """(B, 2, ...) real → (B, ...) complex."""
+    return torch.complex(x[:, 0], x[:, 1])
+
+
+def to_real(z: Tensor) -> Tensor:
+    """(B, ...) complex → (B, 2, ...) real."""
+    return torch.stack((z.real, z.imag), dim=1)
+
+
+def fft2c(z: Tensor) -> Tensor:
+    """Centred orthonormal FFT over the last two dims (k-space centre in the middle of the array)."""
+    return torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(z, dim=(-2, -1)), norm="ortho"), dim=(-2, -1))
+
+
+def ifft2c(z: Tensor) -> Tensor:
+    return torch.fft.fftshift(torch.fft.ifft2(torch.fft.ifftshift(z, dim=(-2, -1)), norm="ortho"), dim=(-2, -1))
+
+
+# --- sampling masks -------------------------------------------------------------------------------
+def _mask_args(img_size, acceleration, center_fraction) -> tuple[int, int, int]:
+    if not isinstance(img_size, (tuple, list, torch.Size)) or len(img_size) < 2:
+        raise ValueError(f"img_size must be a tuple ending with (H, W), got {img_size!r}")
+    H, W = (int(s) for s in tuple(img_size)[-2:])
+    if not float(acceleration) >= 1:
+        raise ValueError(f"acceleration must be >= 1, got {acceleration!r}")
+    if center_fraction is None:  # fastMRI's pairing: 4x ↔ 8 %, 8x ↔ 4 %
+        center_fraction = 0.32 / float(acceleration)
+    if not 0 <= float(center_fraction) <= 1:
+        raise ValueError(f"center_fraction must be in [0, 1], got {center_fraction!r}")
+    return H, W, round(W * float(center_fraction))
+
+
+def _columns_to_mask(H: int, W: int, columns: Tensor, num_low: int) -> Tensor:
+    keep = torch.zeros(W, dtype=torch.bool)
+    keep[columns] = True
+    start = (W - num_low + 1) // 2
+    keep[start:start + num_low] = True  # fully sampled centre (low frequencies)
+    return keep.to(torch.get_default_dtype()).expand(H, W).clone()
+
+
+def random_mask(img_size, acceleration: float = 4, center_fraction: float | None = None,
+                seed: int | None = 0) -> Tensor:
+    """(H, W) Cartesian mask of full phase-encoding columns: a fully sampled centre plus columns drawn
+    uniformly without replacement so that about W/acceleration columns are sampled in all."""
+    H, W, num_low = _mask_args(img_size, acceleration, center_fraction)
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    mask = _columns_to_mask(H, W, torch.zeros(0, dtype=torch.long), num_low)
+    outside = torch.nonzero(mask[0] == 0).flatten()
+    extra = max(0, min(len(outside), round(W / float(acceleration)) - num_low))
+    chosen = outside[torch.randperm(len(outside), generator=gen)[:extra]]
+    return _columns_to_mask(H, W, chosen, num_low)
+
+
+def equispaced_mask(img_size, acceleration: float = 4, center_fraction: float | None = None, offset: int = 0) -> Tensor:
+    """(H, W) mask: a fully sampled centre plus equispaced columns, the spacing adjusted (as fastMRI's
+    EquispacedMaskFunc does) so that about W/acceleration columns are sampled in all."""
+    H, W, num_low = _mask_args(img_size, acceleration, center_fraction)
+    acc = float(acceleration)
+    denom = num_low * acc - W
+    spacing = acc * (num_low - W) / denom if denom != 0 else acc
+    columns = torch.arange(offset, W - 1, max(spacing, 1.0)).round().long() if num_low < W else torch.zeros(0).long()
+    return _columns_to_mask(H, W, columns.clamp(0, W - 1), num_low)
+
+
+# --- operators ------------------------------------------------------------------------------------
+def _full_mask(img_size, who: str) -> Tensor:
+    if not isinstance(img_size, (tuple, list, torch.Size)) or len(img_size) < 2:
+        raise ValueError(f"{who}: give a mask, or img_size ending with (H, W) for full sampling, got "
+                         f"img_size={img_size!r}")
+    return torch.ones(tuple(img_size)[-2:])
+
+
+def _normalise_mask(mask: Tensor) -> Tensor:
+    """(H, W), (C, H, W) or (B, C, H, W) with C ∈ {1, 2} (equal channels) → (B or 1, 1, H, W)."""
+    if not isinstance(mask, Tensor) or mask.dim() not in (2, 3, 4):
+        raise ValueError(f"MRI: mask must be a tensor of shape (H, W), (C, H, W) or (B, C, H, W), got "
+                         f"{getattr(mask, 'shape', type(mask).__name__)}")
+    mask = mask.reshape(*([1] * (4 - mask.dim())), *mask.shape)
+    if mask.shape[1] == 2:
+        # F mixes real and imaginary parts, so one mask must act on both (and keeps the prox closed-form).
+        if not torch.equal(mask[:, 0], mask[:, 1]):
+            raise ValueError("MRI: a 2-channel mask must be the same on its real and imaginary channels")
+        mask = mask[:, :1]
+    elif mask.shape[1] != 1:
+        raise ValueError(f"MRI: mask channel dimension must be 1 or 2, got {mask.shape[1]}")
+    if mask.numel() == 0 or not bool((mask != 0).any()):
+        raise ValueError("MRI: mask is empty (no k-space sample is measured)")
+    return mask.clone()
+
+
+class MRI(LinearPhysics):
+    """Single-coil Cartesian MRI: y = M ⊙ F x, x and y of shape (B, 2, H, W).
+
+    `mask` (H, W), (C, H, W) or (B, C, H, W); without one, full sampling of `img_size` (…, H, W).
+    AᵀA = Fᴴ M² F is diagonal in k-space, so the prox has a closed form.
+    """
+
+    def __init__(self, mask: Tensor | None = None, img_size=None, noise_model: nn.Module | None = None,
+                 device="cpu", **kwargs):
+        super().__init__(noise_model=noise_model, **kwargs)
+        if mask is None:
+            mask = _full_mask(img_size, "MRI")
+        mask = _normalise_mask(mask)
+        if img_size is not None and tuple(img_size)[-2:] != tuple(mask.shape[-2:]):
+            raise ValueError(f"MRI: img_size {tuple(img_size)} does not match the mask's (H, W) "
+                             f"{tuple(mask.shape[-2:])}")
+        self.img_size = (2, *mask.shape[-2:])
+        self.register_buffer("mask", mask.to(device))
+
+    def _mask(self, x: Tensor) -> Tensor:
+        m = self.mask if self.mask.dtype == x.dtype else self.mask.to(x.dtype)
+        return m
+
+    def _check(self, x: Tensor, what: str) -> None:
+        H, W = self.mask.shape[-2:]
+        ok = x.dim() == 4 and x.shape[1] == 2 and tuple(x.shape[-2:]) == (H, W)
+        if not ok or self.mask.shape[0] not in (1, x.shape[0]):
+            raise ValueError(f"MRI: {what} must have shape (B, 2, {H}, {W}) with B matching the mask's batch "
+                             f"({self.mask.shape[0]}), got {tuple(x.shape)}")
+
+    def A(self, x: Tensor, **params) -> Tensor:
+        self._check(x, "x")
+        return self._mask(x) * to_real(fft2c(to_complex(x)))
+
+    def A_adjoint(self, y: Tensor, **params) -> Tensor:
+        self._check(y, "y")
+        return to_real(ifft2c(to_complex(self._mask(y) * y)))
+
+    def output_shape(self, x_shape):
+        return tuple(x_shape)
+
+    def prox_l2_closed_form(self, z, y, gamma):
+        """x = Fᴴ[(M y + F z/γ) / (M² + 1/γ)]: the normal equations are diagonal in k-space."""
+        self._check(z, "z")
+        m = self._mask(z)
+        k = (m * y + to_real(fft2c(to_complex(z))) / gamma) / (m * m + 1 / gamma)
+        return to_real(ifft2c(to_complex(k)))
+
+
+def birdcage_maps(img_size, num_coils: int = 4, width: float = 0.5) -> Tensor:
+    """Smooth synthetic coil sensitivities (num_coils, H, W), complex, normalised so Σₙ|Sₙ|² = 1.
+
+    Coils sit on a circle around the image; each has a Gaussian magnitude profile and a linear phase.
+    """
+    if not isinstance(num_coils, int) or num_coils < 1:
+        raise ValueError(f"num_coils must be an integer >= 1, got {num_coils!r}")
+    H, W = (int(s) for s in tuple(img_size)[-2:])
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, H, dtype=torch.float64),
+                            torch.linspace(-1, 1, W, dtype=torch.float64), indexing="ij")
+    maps = []
+    for n in range(num_coils):
+        a = 2 * math.pi * n / num_coils
+        cy, cx = 1.5 * math.sin(a), 1.5 * math.cos(a)
+        mag = torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (width * 2) ** 2))
+        phase = math.pi * 0.5 * (math.cos(a) * yy - math.sin(a) * xx)
+        maps.append(mag * torch.exp(1j * phase))
+    maps = torch.stack(maps)
+    maps = maps / maps.abs().pow(2).sum(0, keepdim=True).sqrt()
+    return maps.to(torch.complex128 if torch.get_default_dtype() == torch.float64 else torch.complex64)
+
+
+class MultiCoilMRI(LinearPhysics):
+    """Parallel imaging: yₙ = M ⊙ F(Sₙ x) for N coils; x (B, 2, H, W), y (B, 2, N, H, W).
+
+    `coil_maps` is a complex tensor (N, H, W) or (B, N, H, W), or an integer N for `birdcage_maps`.
+    A and Aᵀ accept `coil_maps=` overrides (maps estimated by a network, with gradients). The prox is
+    solved by CG (no closed form once the coils couple the pixels).
+    """
+
+    def __init__(self, mask: Tensor | None = None, coil_maps=None, img_size=None,
+                 noise_model: nn.Module | None = None, device="cpu", **kwargs):
+        super().__init__(noise_model=noise_model, **kwargs)
+        if mask is None:
+            mask = _full_mask(img_size, "MultiCoilMRI")
+        mask = _normalise_mask(mask)
+        if isinstance(coil_maps, int):
+            coil_maps = birdcage_maps(mask.shape[-2:], coil_maps)
+        if not isinstance(coil_maps, Tensor) or not coil_maps.is_complex() or coil_maps.dim() not in (3, 4):
+            raise ValueError("MultiCoilMRI: coil_maps must be a complex tensor (N, H, W) or (B, N, H, W), or an "
+                             f"integer number of coils, got {getattr(coil_maps, 'shape', coil_maps)!r}")
+        if tuple(coil_maps.shape[-2:]) != tuple(mask.shape[-2:]):
+            raise ValueError(f"MultiCoilMRI: coil_maps (H, W) {tuple(coil_maps.shape[-2:])} do not match the "
+                             f"mask's {tuple(mask.shape[-2:])}")
+        self.img_size = (2, *mask.shape[-2:])
+        self.register_buffer("mask", mask.to(device))
+        self.register_buffer("coil_maps", coil_maps.reshape(-1, *coil_maps.shape[-3:]).to(device))
+
+    def _maps(self, x: Tensor, coil_maps: Tensor | None) -> Tensor:
+        s = self.coil_maps if coil_maps is None else coil_maps
+        dtype = torch.complex128 if x.dtype == torch.float64 else torch.complex64
+        return s if s.dtype == dtype else s.to(dtype)
+
+    def _mask(self, x: Tensor) -> Tensor:
+        return (self.mask if self.mask.dtype == x.dtype else self.mask.to(x.dtype)).unsqueeze(2)
+
+    def _check(self, t: Tensor, what: str, kspace: bool) -> None:
+        H, W = self.mask.shape[-2:]
+        N = self.coil_maps.shape[1]
+        want = (2, N, H, W) if kspace else (2, H, W)
+        if tuple(t.shape[1:]) != want:
+            raise ValueError(f"MultiCoilMRI: {what} must have shape (B, {', '.join(map(str, want))}), "
+                             f"got {tuple(t.shape)}")
+
+    @property
+    def num_coils(self) -> int:
+        return self.coil_maps.shape[1]
+
+    def A(self, x: Tensor, coil_maps: Tensor | None = None, **params) -> Tensor:
+        self._check(x, "x", kspace=False)
+        coils = self._maps(x, coil_maps) * to_complex(x).unsqueeze(1)  # (B, N, H, W)
+        return self._mask(x) * to_real(fft2c(coils))
+
+    def A_adjoint(self, y: Tensor, coil_maps: Tensor | None = None, **params) -> Tensor:
+        self._check(y, "y", kspace=True)
+        coils = ifft2c(to_complex(self._mask(y) * y))
+        return to_real((self._maps(y, coil_maps).conj() * coils).sum(1))
+
+    def output_shape(self, x_shape):
+        return (x_shape[0], 2, self.num_coils, *x_shape[-2:])
