@@ -1,5 +1,8 @@
 """Networks: denoisers used as priors (and, later, predefined unfolded architectures)."""
 
 from .dncnn import DnCNN
+from .modl import MoDL
+from .pdnet import PDNet, PDNet_DualBlock, PDNet_PrimalBlock
+from .varnet import SensitivityModel, VarNet
 
-__all__ = ["DnCNN"]
+__all__ = ["DnCNN", "MoDL", "VarNet", "SensitivityModel", "PDNet", "PDNet_PrimalBlock", "PDNet_DualBlock"]

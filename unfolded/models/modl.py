@@ -1,0 +1,64 @@
+"""MoDL (Aggarwal, Mani & Jacob 2019): a shared CNN denoiser alternated with conjugate-gradient data consistency."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from ..metrics import psnr
+from ..physics.base import LinearPhysics
+from ..solvers.cg import SolverLog, record_solves
+from .dncnn import DnCNN
+
+
+def magnitude(x: Tensor) -> Tensor:
+    """|x| of a (B, 2, H, W) complex image as (B, 1, H, W); other images are returned unchanged."""
+    return x.pow(2).sum(1, keepdim=True).sqrt() if x.dim() == 4 and x.shape[1] == 2 else x
+
+
+class MoDL(nn.Module):
+    """x₀ = Aᵀy; K times: z = D(x), x = argmin ½‖Ax − y‖² + λ/2‖x − z‖² (= physics.prox_l2(z, y, 1/λ)).
+
+    One denoiser D shared by all iterations and one learnable λ > 0 (stored as log λ so it stays
+    positive). The output is the last data-consistency step, as in the paper. The solve is the physics'
+    own: a closed form for single-coil MRI, otherwise CG with the memory-light implicit backward when the
+    physics has `implicit_backward_solver=True`.
+
+    Default denoiser: DnCNN(2, 2, depth=7) (the reference's) with its last layer zero-initialised, so
+    the untrained network is the identity and MoDL starts as a plain least-squares reconstruction.
+    """
+
+    def __init__(self, denoiser: nn.Module | None = None, num_iter: int = 3, lambda_init: float = 0.05):
+        super().__init__()
+        if isinstance(num_iter, bool) or not isinstance(num_iter, int) or num_iter < 1:
+            raise ValueError(f"MoDL: num_iter must be an integer >= 1, got {num_iter!r}")
+        if not float(lambda_init) > 0:
+            raise ValueError(f"MoDL: lambda_init must be > 0, got {lambda_init!r}")
+        if denoiser is not None and not isinstance(denoiser, nn.Module):
+            raise TypeError(f"MoDL: denoiser must be a torch.nn.Module, got {type(denoiser).__name__}")
+        self.denoiser = DnCNN(2, 2, depth=7, last_layer_init="zero") if denoiser is None else denoiser
+        self.num_iter = num_iter
+        self.log_lambda = nn.Parameter(torch.tensor([math.log(float(lambda_init))]))
+        self.solver_log = SolverLog()
+
+    @property
+    def lambda_dc(self) -> Tensor:
+        return self.log_lambda.exp()
+
+    def hyperparameters(self) -> dict[str, Tensor]:
+        return {"lambda": self.lambda_dc.detach()}
+
+    def forward(self, y: Tensor, physics: LinearPhysics, init: Tensor | None = None, x_gt: Tensor | None = None,
+                compute_metrics: bool = False, **kwargs):
+        if not isinstance(physics, LinearPhysics):
+            raise TypeError(f"MoDL: physics must be a unfolded.physics operator, got {type(physics).__name__}")
+        x = physics.A_adjoint(y) if init is None else init
+        gamma = 1 / self.lambda_dc[0]
+        with record_solves(self.solver_log):
+            for _ in range(self.num_iter):
+                x = physics.prox_l2(self.denoiser(x), y, gamma)
+        if compute_metrics:
+            return x, ({"psnr": psnr(magnitude(x), magnitude(x_gt))[None]} if x_gt is not None else {})
+        return x
