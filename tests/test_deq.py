@@ -142,3 +142,24 @@ def test_deq_refuses_per_iteration_values():
         DEQConfig(max_iter_backward=0)
     with pytest.raises(ValueError, match="Anderson beta must be in"):
         DEQConfig(anderson_acceleration_forward=True, beta_anderson_acc_forward=2.0)
+
+
+def test_anderson_survives_a_sample_that_is_already_a_fixed_point():
+    """One all-zero measurement (a zero residual) must not turn the whole batch into NaN."""
+    model = PGD(prior=PnP(LinearDenoiser()), stepsize=0.5, max_iter=6, unfold=True, trainable_params=["stepsize"],
+                anderson_acceleration=True).double()
+    y = torch.rand(2, 1, 8, 8, dtype=torch.float64)
+    y[0] = 0
+    x_hat = model(y, dinv.physics.Denoising())
+    assert torch.isfinite(x_hat).all() and torch.equal(x_hat[0], torch.zeros_like(x_hat[0]))
+    x_hat.sum().backward()
+    assert torch.isfinite(model.stepsize.grad).all()
+    # DEQ backward where one sample's incoming gradient is zero
+    model, physics, k, x, y = _problem(anderson_acceleration_backward=True)
+    (g,) = torch.autograd.grad(model(y, physics)[1].sum(), [model.lambda_reg])
+    assert torch.isfinite(g).all() and model.deq_stats["backward"]["converged"]
+
+
+def test_anderson_without_deq_refuses_per_iteration_values():
+    with pytest.raises(ValueError, match="per-iteration values of \\['stepsize'\\].*Anderson"):
+        PGD(prior=PnP(LinearDenoiser()), stepsize=[0.1, 0.5, 0.9], max_iter=3, anderson_acceleration=True)

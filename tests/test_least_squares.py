@@ -135,3 +135,32 @@ def test_implicit_backward_saves_no_solver_iterations():
     assert iterations[1] > 4 * iterations[0]
     assert sizes[0] == sizes[1]
     assert sizes[0] <= 4 * 64 * 64 + 64 * 64  # x, z, y (smaller) and a few scalars/filters
+
+
+def test_implicit_refuses_operator_tensors_it_cannot_differentiate():
+    class ScaledBlur(Blur):
+        """A physics with an extra learnable tensor that operator_params() forgets to list."""
+
+        def __init__(self, k):
+            super().__init__(k, padding="circular")
+            self.gain = torch.nn.Parameter(torch.tensor(1.0))
+
+        def A(self, x, filter=None):
+            return self.gain * super().A(x, filter)
+
+        def A_adjoint(self, y, filter=None):
+            return self.gain * super().A_adjoint(y, filter)
+
+    physics = ScaledBlur(gaussian_blur(1.0))
+    z = torch.rand(1, 1, 8, 8)
+    with pytest.raises(ValueError, match="ScaledBlur.gain requires grad but is not listed by operator_params"):
+        physics.prox_l2(z, physics.A(z), 1.0)
+
+
+def test_zero_right_hand_side_is_solved_exactly_from_any_warm_start():
+    from unfolded.solvers import conjugate_gradient
+
+    b = torch.zeros(2, 1, 4, 4)
+    b[1] = 1
+    x, info = conjugate_gradient(lambda v: 2 * v, b, x0=torch.ones_like(b), max_iter=5, tol=1e-6)
+    assert info.converged and torch.equal(x[0], torch.zeros_like(x[0])) and torch.allclose(x[1], b[1] / 2)

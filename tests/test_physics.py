@@ -90,6 +90,7 @@ def test_gaussian_blur_matches_the_formula(float64):
     ref = torch.exp(-(u**2) / (2 * 4.0) - v**2 / 2)
     assert torch.allclose(k[0, 0].double(), ref / ref.sum(), atol=1e-7)
     assert torch.equal(gaussian_blur(1.5), gaussian_blur((1.5, 1.5)))
+    assert torch.equal(gaussian_blur(torch.tensor(1.5)), gaussian_blur(1.5))
     # sigma_h along rows: a tall filter has larger row spread
     tall = gaussian_blur((3.0, 1.0))[0, 0]
     assert tall.sum(1).var() < tall.sum(0).var()

@@ -83,20 +83,22 @@ class BaseOptim(nn.Module):
             else:
                 self.register_buffer(key, tensor)
         self.trainable_params = trainable
+        # Decided once, so iterations need no device sync to know it.
+        self._no_relaxation = "beta" not in trainable and bool((self.beta == 1).all())
         self._warn_untrainable(trainable)
 
         self.DEQ = deq_config(DEQ)
         self.anderson = anderson_config(anderson_acceleration)
-        if self.DEQ is not None:
-            if not self.supports_deq:
-                raise ValueError(f"{name} cannot run as a deep equilibrium model: DEQ needs a fixed-point map "
-                                 "on x alone; use GD, PGD or HQS")
+        if self.DEQ is not None and not self.supports_deq:
+            raise ValueError(f"{name} cannot run as a deep equilibrium model: DEQ needs a fixed-point map "
+                             "on x alone; use GD, PGD or HQS")
+        if self.anderson is not None and not self.supports_deq:
+            raise ValueError(f"{name}: anderson_acceleration needs a fixed-point map on x alone; use GD, PGD or HQS")
+        if self.DEQ is not None or self.anderson is not None:
             per_iter = [k for k in HYPERPARAMETERS if getattr(self, k) is not None and getattr(self, k).numel() > 1]
             if per_iter:
                 raise ValueError(f"{name}: per-iteration values of {per_iter} make no sense for a fixed point "
-                                 "(DEQ); give one value each")
-        elif self.anderson is not None and not self.supports_deq:
-            raise ValueError(f"{name}: anderson_acceleration needs a fixed-point map on x alone; use GD, PGD or HQS")
+                                 "(DEQ or Anderson acceleration); give one value each")
         self.solver_log = SolverLog()
         self.deq_stats: dict = {}
 
@@ -152,9 +154,9 @@ class BaseOptim(nn.Module):
 
     def relax(self, x_new: Tensor, x_prev: Tensor, k: int) -> Tensor:
         """x ← βx + (1−β)x_prev (β = 1: no relaxation)."""
-        beta = self.hp("beta", k)
-        if self.beta.numel() == 1 and not self.beta.requires_grad and float(self.beta) == 1.0:
+        if self._no_relaxation:
             return x_new
+        beta = self.hp("beta", k)
         return beta * x_new + (1 - beta) * x_prev
 
     def prior_prox(self, x: Tensor, k: int) -> Tensor:

@@ -125,7 +125,8 @@ def run_deq(model, y, physics, init=None):
     """Fixed point of `model.fixed_point_map`; with `model.DEQ` the implicit backward, otherwise
     (Anderson-accelerated plain iterations) autograd through every iteration. Returns (x, stats)."""
     cfg = model.DEQ
-    x0 = model.init_state(y, physics, init)[0]
+    with torch.set_grad_enabled(cfg is None and torch.is_grad_enabled()):  # DEQ: x₀ only seeds the solve
+        x0 = model.init_state(y, physics, init)[0]
 
     def T(x):
         return model.fixed_point_map(x, y, physics)

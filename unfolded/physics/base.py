@@ -50,6 +50,8 @@ class LinearPhysics(nn.Module):
 
     Subclasses override `A`, `A_adjoint` (both accept overrides of the operator tensors listed by
     `operator_params`, used by the implicit backward) and, where one exists, `prox_l2_closed_form`.
+    With A and A_adjoint given as callables, the implicit backward differentiates y, z and γ only: tensors
+    captured by the callables get no gradient (use implicit_backward_solver=False, or a subclass).
     """
 
     def __init__(

@@ -167,6 +167,8 @@ def gaussian_blur(sigma=(1, 1), angle: float = 0, device="cpu") -> Tensor:
 
     σ = (σ_h, σ_w), σ_h along rows; `angle` (degrees) rotates the filter.
     """
+    if isinstance(sigma, Tensor):
+        sigma = sigma.tolist()
     s = (float(sigma), float(sigma)) if isinstance(sigma, (int, float)) else tuple(float(v) for v in sigma)
     if len(s) != 2 or min(s) <= 0:
         raise ValueError(f"sigma must be a positive number or a pair of positive numbers, got {sigma!r}")

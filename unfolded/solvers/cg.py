@@ -47,9 +47,11 @@ def conjugate_gradient(
     zero; there is no ε in the denominators, which would put a floor under the attainable accuracy.
     Differentiable by autograd when its inputs require grad (the unrolled backward).
     """
+    b_norm = batch_dot(b, b).sqrt()
+    if x0 is not None:  # b = 0 has the exact solution 0, whatever the warm start
+        x0 = torch.where(b_norm > 0, x0, torch.zeros_like(x0))
     x = torch.zeros_like(b) if x0 is None else x0
     r = b - matvec(x) if x0 is not None else b
-    b_norm = batch_dot(b, b).sqrt()
     threshold = tol * b_norm
     z = precond(r) if precond is not None else r
     p = z

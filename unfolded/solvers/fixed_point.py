@@ -56,12 +56,15 @@ def _anderson_mix(X: list[Tensor], F: list[Tensor], cfg: AndersonAccelerationCon
     G = Fs - Xs
     n = G.shape[1]
     gram = G @ G.transpose(1, 2)  # (B, n, n)
-    scale = gram.diagonal(dim1=1, dim2=2).mean(1).clamp_min(torch.finfo(G.dtype).tiny)
+    scale = gram.diagonal(dim1=1, dim2=2).mean(1)
+    # A sample whose residuals are all zero (already a fixed point, or a zero right-hand side) would make
+    # the system singular and its NaN would spread to the whole batch: regularise it with 1 instead.
+    reg = torch.where(scale > 0, float(cfg.eps) * scale, torch.ones_like(scale))
     eye = torch.eye(n, dtype=G.dtype, device=G.device)
     H = torch.zeros(B, n + 1, n + 1, dtype=G.dtype, device=G.device)
     H[:, 0, 1:] = 1
     H[:, 1:, 0] = 1
-    H[:, 1:, 1:] = gram + float(cfg.eps) * scale[:, None, None] * eye
+    H[:, 1:, 1:] = gram + reg[:, None, None] * eye
     rhs = torch.zeros(B, n + 1, 1, dtype=G.dtype, device=G.device)
     rhs[:, 0] = 1
     alpha = torch.linalg.solve(H, rhs)[:, 1:]  # (B, n, 1)

@@ -67,11 +67,23 @@ class _ProxL2Implicit(torch.autograd.Function):
         return (None, None, None, None, None, grad_z, grad_y, grad_gamma, *grad_values)
 
 
+def _check_operator_params(physics, params: dict) -> None:
+    """The implicit Function sees only the tensors listed by `operator_params()`; any other tensor of the
+    physics that requires grad would silently get no gradient, so refuse it."""
+    listed = {id(t) for t in params.values()}
+    for name, t in [*physics.named_parameters(), *physics.named_buffers()]:
+        if t.requires_grad and id(t) not in listed:
+            raise ValueError(f"{type(physics).__name__}.{name} requires grad but is not listed by operator_params(), "
+                             "so the implicit backward cannot differentiate it; list it there or use "
+                             "implicit_backward_solver=False")
+
+
 def prox_l2_cg(physics, z: Tensor, y: Tensor, gamma: Tensor, tol: float, max_iter: int, implicit: bool) -> Tensor:
     """Solve the prox by CG; implicit=True uses the one-solve backward, else autograd unrolls CG."""
     params = physics.operator_params()
     log = active_log()
     if implicit:
+        _check_operator_params(physics, params)
         names = tuple(params)
         return _ProxL2Implicit.apply(physics, names, tol, max_iter, log, z, y, gamma, *params.values())
     rhs = physics.A_adjoint(y) + z / gamma
