@@ -233,5 +233,9 @@ class MultiCoilMRI(LinearPhysics):
         coils = ifft2c(to_complex(self._mask(y) * y))
         return to_real((self._maps(y, coil_maps).conj() * coils).sum(1))
 
+    def operator_params(self) -> dict[str, Tensor]:
+        # listed so the implicit CG backward passes gradients on to maps that come from a network
+        return {"coil_maps": self.coil_maps}
+
     def output_shape(self, x_shape):
         return (x_shape[0], 2, self.num_coils, *x_shape[-2:])
