@@ -195,7 +195,7 @@ TRAINED = [
     ("MoDL", lambda: MoDL(DnCNN(2, 2, depth=5, nf=32, last_layer_init="zero"), num_iter=4)),
     ("VarNet", lambda: VarNet(num_cascades=4)),
     ("E2E-VarNet", lambda: VarNet(num_cascades=4, mode="e2e-varnet")),
-    ("PDNet", lambda: PDNet(num_iter=4, channels=2)),
+    ("PDNet", lambda: PDNet(num_iter=6, channels=2)),
 ]
 
 
