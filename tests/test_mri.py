@@ -28,6 +28,11 @@ def test_multicoil_adjoint_float64(float64, maps_shape):
     assert rel_adjoint_error(physics, (3, 2, 16, 12)) <= 1e-10
 
 
+def test_adjoint_float32():
+    assert rel_adjoint_error(MRI(random_mask((16, 16), 4)), (2, 2, 16, 16)) <= 1e-5
+    assert rel_adjoint_error(MultiCoilMRI(random_mask((16, 16), 4), 3), (2, 2, 16, 16)) <= 1e-5
+
+
 def test_fft_is_orthonormal_and_centred(float64):
     z = torch.randn(2, 8, 8, dtype=torch.complex128)
     assert torch.allclose(ifft2c(fft2c(z)), z)
@@ -111,6 +116,10 @@ def test_noise_is_added():
     physics = MRI(img_size=(8, 8), noise_model=GaussianNoise(0.1))
     x = torch.randn(1, 2, 8, 8)
     assert not torch.allclose(physics(x), physics.A(x))
+    mask = random_mask((8, 8), 4)
+    for p in (MRI(mask, noise_model=GaussianNoise(0.1)), MultiCoilMRI(mask, 2, noise_model=GaussianNoise(0.1))):
+        y = p(x)
+        assert torch.equal(y, y * mask)  # noise only where k-space is sampled
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -138,3 +147,8 @@ def test_bad_shapes_and_args():
         random_mask((8, 8), 0.5)
     with pytest.raises(ValueError, match="img_size"):
         equispaced_mask(8, 4)
+    with pytest.raises(ValueError, match="img_size"):
+        MRI(torch.ones(8, 8), img_size=8)
+    multi = MultiCoilMRI(torch.ones(8, 8), torch.ones(3, 2, 8, 8, dtype=torch.complex64))
+    with pytest.raises(ValueError, match="batch"):
+        multi.A(torch.randn(2, 2, 8, 8))

@@ -79,14 +79,13 @@ class PDNet(nn.Module):
         if channels not in (1, 2) or not isinstance(memory, int) or memory < 1:
             raise ValueError(f"PDNet: channels must be 1 or 2 and memory an integer >= 1, got {channels!r}, {memory!r}")
         c, m = channels, memory
-        default_blocks = primal_blocks is None and dual_blocks is None
-        primal_blocks = primal_blocks or [PDNet_PrimalBlock(c * (m + 1), c * m, depth, True, nf)
-                                          for _ in range(num_iter)]
-        dual_blocks = dual_blocks or [PDNet_DualBlock(c * (m + 2), c * m, depth, True, nf) for _ in range(num_iter)]
-        if len(primal_blocks) == num_iter and len(dual_blocks) == num_iter and default_blocks:
-            for block in primal_blocks:  # zero primal updates: output Aᵀy whatever the dual blocks do
+        if primal_blocks is None:
+            primal_blocks = [PDNet_PrimalBlock(c * (m + 1), c * m, depth, True, nf) for _ in range(num_iter)]
+            for block in primal_blocks:  # zero primal updates: the untrained network returns Aᵀy
                 nn.init.zeros_(block.model[-1].weight)
                 nn.init.zeros_(block.model[-1].bias)
+        if dual_blocks is None:
+            dual_blocks = [PDNet_DualBlock(c * (m + 2), c * m, depth, True, nf) for _ in range(num_iter)]
         if len(primal_blocks) != num_iter or len(dual_blocks) != num_iter:
             raise ValueError(f"PDNet: give num_iter ({num_iter}) primal and dual blocks, got "
                              f"{len(primal_blocks)} and {len(dual_blocks)}")

@@ -123,7 +123,7 @@ class VarNet(nn.Module):
         def expand(x):  # image → coil k-space, unmasked
             return to_real(fft2c(maps * to_complex(x).unsqueeze(1))) if multi else to_real(fft2c(to_complex(x)))
 
-        k = y if init is None else expand(init)
+        k = mask * y if init is None else expand(init)  # as the paper's code: start from the measured k-space
         for t, D in enumerate(self.denoisers):
             image = reduce(k)
             k = k - self.dc_weight[t] * mask * (k - y) + expand(D(image) - image)

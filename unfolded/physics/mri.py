@@ -119,7 +119,7 @@ class MRI(LinearPhysics):
         if mask is None:
             mask = _full_mask(img_size, "MRI")
         mask = _normalise_mask(mask)
-        if img_size is not None and tuple(img_size)[-2:] != tuple(mask.shape[-2:]):
+        if img_size is not None and _full_mask(img_size, "MRI").shape != mask.shape[-2:]:
             raise ValueError(f"MRI: img_size {tuple(img_size)} does not match the mask's (H, W) "
                              f"{tuple(mask.shape[-2:])}")
         self.img_size = (2, *mask.shape[-2:])
@@ -143,6 +143,10 @@ class MRI(LinearPhysics):
     def A_adjoint(self, y: Tensor, **params) -> Tensor:
         self._check(y, "y")
         return to_real(ifft2c(to_complex(self._mask(y) * y)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """y = M ⊙ (F x + noise): unsampled k-space stays exactly zero."""
+        return self._mask(x) * self.noise_model(self.A(x))
 
     def output_shape(self, x_shape):
         return tuple(x_shape)
@@ -215,9 +219,10 @@ class MultiCoilMRI(LinearPhysics):
         H, W = self.mask.shape[-2:]
         N = self.coil_maps.shape[1]
         want = (2, N, H, W) if kspace else (2, H, W)
-        if tuple(t.shape[1:]) != want:
-            raise ValueError(f"MultiCoilMRI: {what} must have shape (B, {', '.join(map(str, want))}), "
-                             f"got {tuple(t.shape)}")
+        batches = {self.mask.shape[0], self.coil_maps.shape[0]} - {1}
+        if t.dim() != len(want) + 1 or tuple(t.shape[1:]) != want or not batches <= {t.shape[0]}:
+            raise ValueError(f"MultiCoilMRI: {what} must have shape (B, {', '.join(map(str, want))}) with B "
+                             f"matching the mask's and coil maps' batch, got {tuple(t.shape)}")
 
     @property
     def num_coils(self) -> int:
@@ -232,6 +237,10 @@ class MultiCoilMRI(LinearPhysics):
         self._check(y, "y", kspace=True)
         coils = ifft2c(to_complex(self._mask(y) * y))
         return to_real((self._maps(y, coil_maps).conj() * coils).sum(1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """y = M ⊙ (A x + noise): unsampled k-space stays exactly zero."""
+        return self._mask(x) * self.noise_model(self.A(x))
 
     def operator_params(self) -> dict[str, Tensor]:
         # listed so the implicit CG backward passes gradients on to maps that come from a network
