@@ -67,6 +67,10 @@ def test_hyperparameters_and_solver_log():
     physics = MultiCoilMRI(random_mask((16, 16), 4), 2)
     model(physics(complex_image()), physics)
     assert model.solver_log.summary()["cg_forward/solves"] == 3
+    x = complex_image()
+    for m in (model, VarNet(num_cascades=2), PDNet(2, channels=2)):
+        out, metrics = m(MRI(random_mask((16, 16), 4))(x), MRI(random_mask((16, 16), 4)), x_gt=x, compute_metrics=True)
+        assert out.shape == x.shape and metrics["psnr"].shape == (1, 2)
 
 
 def test_modl_ends_on_data_consistency(float64):
