@@ -4,9 +4,11 @@ import bench_cg_iterations
 import bench_deq
 import bench_floor_ratios
 import bench_implicit_memory
+import bench_modl_memory
 
 if __name__ == "__main__":
     bench_floor_ratios.main()
     bench_implicit_memory.main()
     bench_deq.main()
     bench_cg_iterations.main()
+    bench_modl_memory.main()
