@@ -153,3 +153,25 @@ def test_mean_fill_init_fills_the_ring_with_the_mean():
     assert _module(physics).initial_estimate(y, physics) is None
     with pytest.raises(ValueError, match="module.init"):
         _module(physics, init="zeros")
+
+
+def test_interior_loss_and_full_loss_weight():
+    import warnings
+
+    physics = dinv.physics.Blur(dinv.physics.blur.gaussian_blur(1.0), padding="valid",
+                                noise_model=dinv.physics.GaussianNoise(0.0))
+    x = torch.rand(2, 1, 24, 24)
+    losses = {}
+    for region, w in (("full", 0.0), ("interior", 0.0), ("interior", 0.5)):
+        module = _module(physics, loss_region=region, full_loss_weight=w)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            losses[(region, w)] = float(module.training_step(x, 0))
+    n = physics.filter.shape[-1] - 1
+    module = _module(physics)
+    x_hat = module(physics(x), physics).detach()
+    full = float(torch.nn.functional.mse_loss(x_hat, x))
+    interior = float(torch.nn.functional.mse_loss(x_hat[..., n:-n, n:-n], x[..., n:-n, n:-n]))
+    assert losses[("full", 0.0)] == pytest.approx(full, rel=1e-5)
+    assert losses[("interior", 0.0)] == pytest.approx(interior, rel=1e-5)
+    assert losses[("interior", 0.5)] == pytest.approx(interior + 0.5 * full, rel=1e-5)

@@ -35,6 +35,7 @@ class UnfoldedModule(pl.LightningModule):
         scheduler: Callable | None = None,
         scheduler_interval: str = "step",
         loss_region: str = "full",
+        full_loss_weight: float = 0.0,
         init: str = "adjoint",
         eval_seed: int = 1234,
         tikhonov_lambdas: Sequence[float] = (1e-4, 3.16e-4, 1e-3, 3.16e-3, 1e-2, 3.16e-2, 1e-1, 3.16e-1, 1.0),
@@ -58,6 +59,7 @@ class UnfoldedModule(pl.LightningModule):
         self.optimizer_factory = optimizer if optimizer is not None else (lambda p: torch.optim.Adam(p, lr=1e-3))
         self.scheduler_factory, self.scheduler_interval = scheduler, scheduler_interval
         self.loss_region, self.init, self.eval_seed = loss_region, init, eval_seed
+        self.full_loss_weight = float(full_loss_weight)
         self.tikhonov_lambdas, self.tikhonov_refine = list(tikhonov_lambdas), tikhonov_refine
         self.tikhonov_tol, self.tikhonov_max_iter = tikhonov_tol, tikhonov_max_iter
         self.log_params_every_n_steps, self.num_report_images = log_params_every_n_steps, num_report_images
@@ -145,6 +147,8 @@ class UnfoldedModule(pl.LightningModule):
         x_hat = self(y, physics)
         margin = interior_margin(physics, x.shape) if self.loss_region == "interior" else (0, 0)
         loss = self.loss_fn(self._region(x_hat, margin), self._region(x, margin))
+        if self.loss_region == "interior" and self.full_loss_weight > 0:
+            loss = loss + self.full_loss_weight * self.loss_fn(x_hat, x)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite training loss at step {self.global_step}")
         with torch.no_grad():
@@ -152,7 +156,7 @@ class UnfoldedModule(pl.LightningModule):
         bs = x.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log("train/psnr", psnr, prog_bar=True, batch_size=bs)
-        if self.trainer is not None and self.trainer.optimizers:
+        if self._trainer is not None and self.trainer.optimizers:
             self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=bs)
         if self.log_params_every_n_steps and self.global_step % self.log_params_every_n_steps == 0:
             self._log_hyperparameters()
