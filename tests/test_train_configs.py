@@ -64,7 +64,6 @@ def test_gd_uses_red_whatever_the_prior(tmp_path):
     assert cfg.prior._target_ == "unfolded.optim.RED" and cfg.prior.denoiser.depth == 20
 
 
-@pytest.mark.slow
 def test_wandb_offline_run_logs_images(tmp_path):
     import wandb
 
