@@ -73,3 +73,18 @@ def test_wandb_offline_run_logs_images(tmp_path):
     assert wandb.run is None  # finished
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("files/media/images/**/*.png"))
+
+
+def test_fast_dev_run_on_a_user_folder(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 255, (80, 90, 3), dtype=np.uint8)).save(folder / f"p{i}.jpg")
+    cfg = compose(["data=folder", f"data.path={folder}", "data.channels=3", "debug=fast", "algo.max_iter=2",
+                   *QUIET], tmp_path / "out")
+    _, metrics = run(cfg)
+    assert "test/psnr" in metrics
