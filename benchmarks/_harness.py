@@ -66,6 +66,23 @@ def measure(spec: dict, warmup: int = 2, repeats: int = 5) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def measure_against_floor(spec: dict, floor_spec: dict, rounds: int = 3, repeats: int = 5) -> tuple[dict, dict]:
+    """Alternate floor and case processes `rounds` times; report medians, so that a slow spell of a noisy
+    machine hits both alike. Returns (case, floor) with the median time and peak memory of each."""
+    cases, floors = [], []
+    for _ in range(rounds):
+        floors.append(measure(floor_spec, repeats=repeats))
+        cases.append(measure(spec, repeats=repeats))
+
+    def med(runs: list[dict]) -> dict:
+        out = dict(runs[-1])
+        out["time_s"] = statistics.median(r["time_s"] for r in runs)
+        out["peak_mb"] = statistics.median(r["peak_mb"] for r in runs)
+        return out
+
+    return med(cases), med(floors)
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""

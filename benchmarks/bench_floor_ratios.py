@@ -1,13 +1,13 @@
 """Claim: an unfolded step costs close to its floor (K DnCNN forward+backward passes, same size).
 
-Each case and its floor run in fresh processes, in one run, so their ratio is meaningful on a noisy
-machine. Goals (issue #6): HQS+Blur(valid) implicit 256² ≤1.2× time and ≤1.05× memory;
+Each case and its floor run in fresh processes, alternated three times in one run (medians), so their
+ratio is meaningful on a noisy machine. Goals (issue #6): HQS+Blur(valid) implicit 256² ≤1.2× time and ≤1.05× memory;
 HQS+BlurFFT 256² ≤1.05×; HQS+Blur(valid) 64² B4 ≤1.15×.
 """
 
 import sys
 
-from _harness import machine, measure, print_table
+from _harness import machine, measure_against_floor, print_table
 
 CASES = [
     ("HQS+Blur(valid) implicit 256² B1 K5", dict(size=256)),
@@ -19,16 +19,12 @@ CASES = [
 ]
 
 
-def main(device: str = "cpu", repeats: int = 5) -> list[dict]:
+def main(device: str = "cpu", repeats: int = 5, rounds: int = 3) -> list[dict]:
     rows = []
-    floors = {}
     for name, spec in CASES:
         spec = dict(spec, device=device)
-        key = (spec["size"], spec.get("batch", 1))
-        if key not in floors:
-            floors[key] = measure(dict(algo="floor", size=key[0], batch=key[1], device=device), repeats=repeats)
-        floor = floors[key]
-        r = measure(spec, repeats=repeats)
+        floor_spec = dict(algo="floor", size=spec["size"], batch=spec.get("batch", 1), device=device)
+        r, floor = measure_against_floor(spec, floor_spec, rounds=rounds, repeats=repeats)
         rows.append(dict(case=name, **r, floor_s=floor["time_s"], time_ratio=r["time_s"] / floor["time_s"],
                          mem_ratio=r["peak_mb"] / max(floor["peak_mb"], 1e-9)))
     print(f"\nStep time and peak memory as ratios to the floor — {machine()}, device {device}")
