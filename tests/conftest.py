@@ -1,10 +1,13 @@
 import pytest
 import torch
 
+from unfolded.solvers.cg import reset_warnings
+
 
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+    reset_warnings()  # each test sees the first unconverged solve of every call site
 
 
 @pytest.fixture

@@ -1,5 +1,7 @@
 """The implicit least-squares backward (SPEC §3): gradcheck, and agreement with unrolled autograd."""
 
+import warnings
+
 import pytest
 import torch
 from torch.autograd import gradcheck
@@ -164,3 +166,15 @@ def test_zero_right_hand_side_is_solved_exactly_from_any_warm_start():
     b[1] = 1
     x, info = conjugate_gradient(lambda v: 2 * v, b, x0=torch.ones_like(b), max_iter=5, tol=1e-6)
     assert info.converged and torch.equal(x[0], torch.zeros_like(x[0])) and torch.allclose(x[1], b[1] / 2)
+
+
+def test_unconverged_warning_is_not_repeated_at_every_step():
+    physics = Blur(gaussian_blur(2.0), padding="valid", max_iter=2, tol=1e-10)
+    y = physics.A(torch.randn(1, 1, 32, 32))
+    log = SolverLog()
+    with warnings.catch_warnings(record=True) as caught, record_solves(log):
+        warnings.simplefilter("always")
+        for _ in range(3):  # the same call site, different residuals each time
+            physics.prox_l2(torch.randn(1, 1, 32, 32), y, 10.0)
+    assert len([w for w in caught if issubclass(w.category, ConvergenceWarning)]) == 1
+    assert log.summary()["cg_forward/unconverged"] == 3

@@ -8,13 +8,12 @@ Function swaps u for v, and autograd carries v through the one tracked step x* =
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import torch
 from torch.autograd.function import once_differentiable
 
-from ..solvers.cg import ConvergenceWarning, active_log
+from ..solvers.cg import active_log, warn_unconverged
 from ..solvers.fixed_point import AndersonAccelerationConfig, fixed_point
 
 
@@ -88,8 +87,8 @@ def _report(kind: str, stats, tol: float, log) -> None:
     if log is not None:
         log.add(f"deq_{kind}", stats.iterations, stats.residuals[-1] if stats.residuals else 0.0, stats.converged)
     if not stats.converged:
-        warnings.warn(f"DEQ {kind} solve did not converge: relative residual {stats.residuals[-1]:.2e} > tol "
-                      f"{tol:.1e} after {stats.iterations} iterations", ConvergenceWarning, stacklevel=4)
+        warn_unconverged(f"deq_{kind}", f"DEQ {kind} solve did not converge: relative residual "
+                         f"{stats.residuals[-1]:.2e} > tol {tol:.1e} after {stats.iterations} iterations", stacklevel=4)
 
 
 class _ImplicitBackward(torch.autograd.Function):

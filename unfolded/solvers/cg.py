@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -122,15 +123,35 @@ def active_log() -> SolverLog | None:
     return _ACTIVE_LOG.get()
 
 
+_WARNED_SITES: set[tuple[str, str, int]] = set()
+
+
+def warn_unconverged(kind: str, message: str, stacklevel: int) -> None:
+    """Warn once per (kind, call site): the message carries the residual, so Python's own once-per-text
+    rule would repeat it at every training step. Later occurrences are counted in the SolverLog."""
+    frame = sys._getframe(stacklevel)
+    site = (kind, frame.f_code.co_filename, frame.f_lineno)
+    if site in _WARNED_SITES:
+        return
+    _WARNED_SITES.add(site)
+    warnings.warn(message + " (reported once per call site; the model's solver_log counts every one)",
+                  ConvergenceWarning, stacklevel=stacklevel + 1)
+
+
+def reset_warnings() -> None:
+    """Forget which sites have warned (tests, or a new experiment in the same process)."""
+    _WARNED_SITES.clear()
+
+
 def report_solve(kind: str, info: SolveInfo, tol: float, log: SolverLog | None, stacklevel: int = 3) -> None:
-    """Record a solve and warn when it did not converge (Python shows it once per call site)."""
+    """Record a solve and warn (once per call site) when it did not converge."""
     if log is not None:
         log.add(f"cg_{kind}", info.iterations, float(info.rel_residual.max()), info.converged)
     if not info.converged:
-        warnings.warn(
+        warn_unconverged(
+            f"cg_{kind}",
             f"conjugate gradient ({kind}) did not converge: relative residual "
             f"{float(info.rel_residual.max()):.2e} > tol {tol:.1e} after {info.iterations} iterations; "
             "raise max_iter or tol",
-            ConvergenceWarning,
             stacklevel=stacklevel,
         )
