@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..metrics import psnr
-from ..physics.base import LinearPhysics
+from ..physics.base import LinearPhysics, check_physics
 from ..solvers.cg import SolverLog
 from .modl import magnitude
 
@@ -98,8 +98,7 @@ class PDNet(nn.Module):
 
     def forward(self, y: Tensor, physics: LinearPhysics, init: Tensor | None = None, x_gt: Tensor | None = None,
                 compute_metrics: bool = False, **kwargs):
-        if not isinstance(physics, LinearPhysics):
-            raise TypeError(f"PDNet: physics must be a unfolded.physics operator, got {type(physics).__name__}")
+        check_physics("PDNet", physics)
         c, m = self.channels, self.memory
         if y.dim() != 4 or y.shape[1] != c:
             raise ValueError(f"PDNet: y must have shape (B, {c}, H', W') for channels={c}, got {tuple(y.shape)}")

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ..metrics import psnr
-from ..physics.base import LinearPhysics
+from ..physics.base import LinearPhysics, check_physics
 from ..physics.mri import MRI, MultiCoilMRI, fft2c, ifft2c, to_complex, to_real
 from ..solvers.cg import SolverLog
 from .dncnn import DnCNN
@@ -93,8 +93,7 @@ class VarNet(nn.Module):
 
     def forward(self, y: Tensor, physics: LinearPhysics, init: Tensor | None = None, x_gt: Tensor | None = None,
                 compute_metrics: bool = False, **kwargs):
-        if not isinstance(physics, LinearPhysics):
-            raise TypeError(f"VarNet: physics must be a unfolded.physics operator, got {type(physics).__name__}")
+        check_physics("VarNet", physics)
         x = self._varnet(y, physics, init) if self.mode == "varnet" else self._e2e(y, physics, init)
         if compute_metrics:
             return x, ({"psnr": psnr(magnitude(x), magnitude(x_gt))[None]} if x_gt is not None else {})

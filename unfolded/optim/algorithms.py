@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..metrics import psnr
-from ..physics.base import LinearPhysics
+from ..physics.base import LinearPhysics, check_physics
 from ..solvers.cg import SolverLog, record_solves
 from .data_fidelity import L2, DataFidelity
 from .deq import AndersonAccelerationConfig, DEQConfig, anderson_config, deq_config, run_deq
@@ -168,21 +168,16 @@ class BaseOptim(nn.Module):
 
     def iterates(self, y: Tensor, physics: LinearPhysics, init: Tensor | None = None) -> Iterator[Tensor]:
         """Yield the estimate after every iteration (with its autograd graph)."""
-        self._check_physics(physics)
+        check_physics(type(self).__name__, physics)
         state = self.init_state(y, physics, init)
         with record_solves(self.solver_log):
             for k in range(self.max_iter):
                 state = self.step(state, y, physics, k)
                 yield self.output(state)
 
-    def _check_physics(self, physics) -> None:
-        if not isinstance(physics, LinearPhysics):
-            raise TypeError(f"{type(self).__name__}: physics must be a unfolded.physics operator, "
-                            f"got {type(physics).__name__}")
-
     def forward(self, y: Tensor, physics: LinearPhysics, init: Tensor | None = None, x_gt: Tensor | None = None,
                 compute_metrics: bool = False, **kwargs):
-        self._check_physics(physics)
+        check_physics(type(self).__name__, physics)
         if self.DEQ is not None or self.anderson is not None:
             with record_solves(self.solver_log):
                 x, self.deq_stats = run_deq(self, y, physics, init)

@@ -45,6 +45,12 @@ def as_gamma(gamma, like: Tensor) -> Tensor:
     return g
 
 
+def check_physics(owner: str, physics) -> None:
+    """A model's one-line error when it is handed something that is not a physics operator."""
+    if not isinstance(physics, LinearPhysics):
+        raise TypeError(f"{owner}: physics must be a unfolded.physics operator, got {type(physics).__name__}")
+
+
 class LinearPhysics(nn.Module):
     """y = N(A x) for a linear A, with exact adjoint `A_adjoint`.
 
