@@ -236,3 +236,34 @@ def test_preconditioner_is_exact_for_circular_blur():
     with record_solves(log):
         physics.prox_l2(z, physics.A(torch.randn_like(z)), 3.0)
     assert log.records[0][1] == 1
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_large_filters_take_the_fft_path_and_match_direct_convolution(padding):
+    from unfolded.physics import functional as Fn
+
+    k = torch.rand(1, 1, 9, 9, dtype=torch.float64)
+    physics = Blur(k, padding=padding)
+    assert physics._by_fft(k) and not physics._by_fft(k[..., :3, :3])
+    x = torch.randn(2, 3, 20, 19, dtype=torch.float64)
+    y = Fn.conv2d(x, k, padding)
+    assert torch.allclose(physics.A(x), y, atol=1e-12)
+    assert torch.allclose(physics.A_adjoint(y), Fn.conv_transpose2d(y, k, padding), atol=1e-12)
+
+
+@pytest.mark.parametrize("padding", ["valid", "circular"])
+@pytest.mark.parametrize("width", [12, 13])  # the half spectrum's last column is a pair or not
+def test_spectral_normal_system_is_the_normal_equations_in_orthonormal_coordinates(padding, width):
+    from unfolded.solvers.cg import batch_dot
+
+    k = torch.rand(2, 1, 5, 4, dtype=torch.float64)
+    physics = Blur(k, padding=padding)
+    a, b = torch.randn(2, 2, 11, width, dtype=torch.float64), torch.randn(2, 2, 11, width, dtype=torch.float64)
+    gamma = torch.tensor([0.5, 2.0], dtype=torch.float64).view(2, 1, 1, 1)
+    system = physics.normal_system(gamma, a)
+    assert torch.allclose(system.decode(system.encode(a)), a, atol=1e-12)
+    assert torch.allclose(system.dot(system.encode(a), system.encode(b)), batch_dot(a, b), atol=1e-10)
+    image_domain = physics.A_adjoint(physics.A(a)) + a / gamma
+    assert torch.allclose(system.decode(system.matvec(system.encode(a))), image_domain, atol=1e-10)
+    if padding == "circular":  # the preconditioner is the exact inverse
+        assert torch.allclose(system.decode(system.precond(system.encode(image_domain))), a, atol=1e-10)

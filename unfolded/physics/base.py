@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from ..solvers.cg import active_log, conjugate_gradient, report_solve
+from ..solvers.cg import NormalSystem, active_log, conjugate_gradient, report_solve
 from ..solvers.least_squares import prox_l2_cg
 
 
@@ -108,6 +108,12 @@ class LinearPhysics(nn.Module):
     def normal_preconditioner(self, gamma: Tensor, rhs: Tensor, **params) -> Callable[[Tensor], Tensor] | None:
         """An approximate inverse of AᵀA + I/γ for CG, or None."""
         return None
+
+    def normal_system(self, gamma: Tensor, like: Tensor, **params) -> NormalSystem:
+        """The prox's normal equations as CG solves them: by default `normal_operator` and
+        `normal_preconditioner` on images; a subclass may solve them in a cheaper domain."""
+        return NormalSystem(self.normal_operator(gamma, like, **params),
+                            self.normal_preconditioner(gamma, like, **params))
 
     def check_measurement(self, y: Tensor, x_shape: torch.Size) -> None:
         expected = self.output_shape(x_shape)

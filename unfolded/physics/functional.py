@@ -138,6 +138,22 @@ def _filter_spectrum(filter: Tensor, size: tuple[int, int]) -> Tensor:
     return torch.fft.rfft2(filter, s=size)
 
 
+def half_spectrum_dot(width: int, like: Tensor):
+    """The image-domain inner product, computed on `rfft2(·, norm="ortho")` half spectra of images
+    `width` pixels wide: Parseval, counting every column that stands for a conjugate pair twice."""
+    # Shaped (columns, 2) to match view_as_real exactly: a broadcast last axis is ~7x slower on CPU.
+    weight = torch.full((width // 2 + 1, 2), 2.0, dtype=like.real.dtype, device=like.device)
+    weight[0] = 1
+    if width % 2 == 0:
+        weight[-1] = 1
+
+    def dot(a: Tensor, b: Tensor) -> Tensor:  # (real, imaginary) pairs as a last axis of 2
+        prod = torch.view_as_real(a) * torch.view_as_real(b) * weight
+        return prod.flatten(1).sum(1).view(-1, *([1] * (a.dim() - 1)))
+
+    return dot
+
+
 def conv2d_fft(x: Tensor, filter: Tensor, padding: str = "valid") -> Tensor:
     """Same operator as `conv2d`, computed with FFTs (cheaper for large filters).
 

@@ -33,6 +33,24 @@ def batch_dot(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).flatten(1).sum(1).view(-1, *([1] * (a.dim() - 1)))
 
 
+def _identity(t: Tensor) -> Tensor:
+    return t
+
+
+@dataclass
+class NormalSystem:
+    """(AᵀA + I/γ) x = b as CG sees it: the operator and preconditioner act on `encode`d vectors, with
+    inner product `dot`; `decode` maps a solution back to an image. The default is the image domain
+    itself; a physics may choose an orthogonal change of variables in which its operator is cheaper
+    (e.g. Blur works on half spectra, where its preconditioner is free)."""
+
+    matvec: Callable[[Tensor], Tensor]
+    precond: Callable[[Tensor], Tensor] | None = None
+    encode: Callable[[Tensor], Tensor] = _identity
+    decode: Callable[[Tensor], Tensor] = _identity
+    dot: Callable[[Tensor, Tensor], Tensor] = batch_dot
+
+
 def conjugate_gradient(
     matvec: Callable[[Tensor], Tensor],
     b: Tensor,
@@ -40,42 +58,45 @@ def conjugate_gradient(
     max_iter: int = 50,
     tol: float = 1e-4,
     precond: Callable[[Tensor], Tensor] | None = None,
+    dot: Callable[[Tensor, Tensor], Tensor] = batch_dot,
 ) -> tuple[Tensor, SolveInfo]:
     """Solve M x = b for a symmetric positive definite M, one system per batch sample.
 
     Stops when every sample has ‖r‖ ≤ tol·‖b‖ (checked before the first step too) or after
     `max_iter` steps. Converged samples are frozen (α = β = 0) so they neither drift nor divide by
     zero; there is no ε in the denominators, which would put a floor under the attainable accuracy.
-    Differentiable by autograd when its inputs require grad (the unrolled backward).
+    Differentiable by autograd when its inputs require grad (the unrolled backward). `dot` is the inner
+    product of the space the vectors live in (e.g. `physics.functional.half_spectrum_dot` on spectra).
     """
-    b_norm = batch_dot(b, b).sqrt()
+    bb = dot(b, b)
     if x0 is not None:  # b = 0 has the exact solution 0, whatever the warm start
-        x0 = torch.where(b_norm > 0, x0, torch.zeros_like(x0))
+        x0 = torch.where(bb > 0, x0, torch.zeros_like(x0))
     x = torch.zeros_like(b) if x0 is None else x0
     r = b - matvec(x) if x0 is not None else b
-    threshold = tol * b_norm
+    threshold = tol**2 * bb  # compared with ‖r‖²: no square root per iteration
     z = precond(r) if precond is not None else r
     p = z
-    rz = batch_dot(r, z)
-    active = batch_dot(r, r).sqrt() > threshold
+    rz = dot(r, z)
+    active = (rz if precond is None else dot(r, r)) > threshold
     it = 0
+    # The guards below (a `where` inside the division) keep frozen samples at 0/1 rather than 0/0, whose
+    # NaN would otherwise reach the gradient of the unrolled backward through the other `where` branch.
     while it < max_iter and bool(active.any()):
         Mp = matvec(p)
-        pMp = batch_dot(p, Mp)
-        alpha = torch.where(active, rz / torch.where(active, pMp, torch.ones_like(pMp)), torch.zeros_like(rz))
-        x = x + alpha * p
-        r = r - alpha * Mp
+        pMp = dot(p, Mp)
+        alpha = torch.where(active, rz / torch.where(active, pMp, 1.0), 0.0)
+        x = torch.addcmul(x, alpha, p)
+        r = torch.addcmul(r, alpha, Mp, value=-1)
         z = precond(r) if precond is not None else r
-        rz_new = batch_dot(r, z)
-        active = active & (batch_dot(r, r).sqrt() > threshold)
-        beta = torch.where(active, rz_new / torch.where(active, rz, torch.ones_like(rz)), torch.zeros_like(rz))
-        p = z + beta * p
+        rz_new = dot(r, z)
+        active = active & ((rz_new if precond is None else dot(r, r)) > threshold)
+        beta = torch.where(active, rz_new / torch.where(active, rz, 1.0), 0.0)
+        p = torch.addcmul(z, beta, p)
         rz = rz_new
         it += 1
     with torch.no_grad():
         # b = 0 has the exact solution 0 (converged); report its residual as 0 rather than 0/0.
-        safe_norm = torch.where(b_norm > 0, b_norm, torch.ones_like(b_norm))
-        rel = (batch_dot(r, r).sqrt() / safe_norm).flatten()
+        rel = (dot(r, r) / torch.where(bb > 0, bb, 1.0)).sqrt().flatten()
     return x, SolveInfo(iterations=it, rel_residual=rel.detach(), converged=not bool(active.any()))
 
 

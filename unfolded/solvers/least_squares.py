@@ -19,10 +19,11 @@ from .cg import SolveInfo, active_log, batch_dot, conjugate_gradient, report_sol
 def solve_normal_equations(
     physics, rhs: Tensor, gamma: Tensor, x0: Tensor | None, tol: float, max_iter: int, params: dict
 ) -> tuple[Tensor, SolveInfo]:
-    """Solve (AᵀA + I/γ) x = rhs with the physics' own normal operator and preconditioner."""
-    matvec = physics.normal_operator(gamma, rhs, **params)
-    precond = physics.normal_preconditioner(gamma, rhs, **params)
-    return conjugate_gradient(matvec, rhs, x0=x0, max_iter=max_iter, tol=tol, precond=precond)
+    """Solve (AᵀA + I/γ) x = rhs in the physics' own `normal_system` (operator, preconditioner, domain)."""
+    system = physics.normal_system(gamma, rhs, **params)
+    x, info = conjugate_gradient(system.matvec, system.encode(rhs), x0=None if x0 is None else system.encode(x0),
+                                 max_iter=max_iter, tol=tol, precond=system.precond, dot=system.dot)
+    return system.decode(x), info
 
 
 class _ProxL2Implicit(torch.autograd.Function):
