@@ -57,7 +57,10 @@ def build_step(spec: dict):
         y = x + 0.02 * torch.randn_like(x)
     else:
         cls = {"hqs": dinv.optim.HQS, "pgd": dinv.optim.PGD}[spec["algo"]]
-        deq = dinv.optim.DEQConfig(anderson_acceleration_forward=True) if spec["deq"] else None
+        deq = None
+        if spec["deq"]:  # True: DEQConfig defaults with Anderson forward; a dict: DEQConfig arguments
+            deq = dinv.optim.DEQConfig(**({"anderson_acceleration_forward": True} | (spec["deq"] if
+                                          isinstance(spec["deq"], dict) else {})))
         model = cls(prior=dinv.optim.PnP(denoiser), data_fidelity=dinv.optim.L2(), stepsize=1.0,
                     max_iter=spec["K"], unfold=True, trainable_params=["stepsize"], DEQ=deq)
     model, physics, x, y = model.to(device), physics.to(device), x.to(device), y.to(device)

@@ -92,15 +92,15 @@ def machine() -> str:
 def print_table(title: str, rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
     """columns: (key, header, format)."""
     print(f"\n{title}")
-    widths = [max(len(h), 10) for _, h, _ in columns]
+
+    def cell(row, key, fmt):
+        v = row.get(key, "")
+        return format(v, fmt) if isinstance(v, (int, float)) else str(v)
+
+    widths = [max([len(h)] + [len(cell(r, k, f)) for r in rows]) for k, h, f in columns]
     print("  ".join(h.rjust(w) for (_, h, _), w in zip(columns, widths)))
     for row in rows:
-        cells = []
-        for (key, _, fmt), w in zip(columns, widths):
-            v = row.get(key, "")
-            cells.append((format(v, fmt) if isinstance(v, (int, float)) else str(v)).rjust(w))
-        print("  ".join(cells))
-
+        print("  ".join(cell(row, k, f).rjust(w) for (k, _, f), w in zip(columns, widths)))
 
 if __name__ == "__main__":
     result = measure_in_this_process(json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))
