@@ -1,0 +1,83 @@
+"""Residual traces of the DEQ fixed-point solves, as a picture: is the forward solve converging, and is
+the backward one? Saved next to the run's report and sent to wandb when it is a logger."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import lightning.pytorch as pl
+from lightning.pytorch.loggers import WandbLogger
+
+
+def _save_atomically(fig, path: Path) -> None:
+    """Write to a temporary file in the same folder, then `os.replace`: never a half-written PNG."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class DEQResidualPlot(pl.Callback):
+    """Every `every_n_steps` training steps, keep the residual traces of the last DEQ forward and
+    backward solves; at each validation, plot the kept traces (older ones lighter) with the tolerances.
+    Does nothing for models without DEQ statistics."""
+
+    def __init__(self, output_dir: str | None = None, filename: str = "deq_residuals.png", every_n_steps: int = 25,
+                 max_traces: int = 8):
+        if every_n_steps < 1 or max_traces < 1:
+            raise ValueError(f"DEQResidualPlot: every_n_steps and max_traces must be >= 1, got {every_n_steps}, "
+                             f"{max_traces}")
+        self.output_dir, self.filename = output_dir, filename
+        self.every_n_steps, self.max_traces = every_n_steps, max_traces
+        self.traces: list[tuple[int, list[float], list[float]]] = []  # (step, forward, backward)
+        self.path: Path | None = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        stats = getattr(pl_module.model, "deq_stats", None)
+        if not stats or (trainer.global_step - 1) % self.every_n_steps:
+            return
+        forward = list(stats.get("forward", {}).get("residuals", []))
+        backward = list(stats.get("backward", {}).get("residuals", []))
+        self.traces = (self.traces + [(trainer.global_step, forward, backward)])[-self.max_traces:]
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or not self.traces or not trainer.is_global_zero:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
+
+        cfg = getattr(pl_module.model, "DEQ", None)
+        fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+        tolerances = (getattr(cfg, "tol_forward", None), getattr(cfg, "tol_backward", None))
+        for ax, which, tol in zip(axes, (1, 2), tolerances):
+            for i, trace in enumerate(self.traces):
+                residuals = trace[which]
+                if residuals:
+                    shade = 0.25 + 0.75 * (i + 1) / len(self.traces)
+                    ax.semilogy(range(1, len(residuals) + 1), residuals, color=(0.1, 0.3, 0.8, shade),
+                                label=f"step {trace[0]}")
+            if tol:
+                ax.axhline(tol, color="k", ls="--", lw=0.8, label="tolerance")
+            ax.set_title(f"DEQ {'forward' if which == 1 else 'backward'} solve", fontsize=9)
+            ax.set_xlabel("iteration", fontsize=8)
+            ax.set_ylabel("relative residual", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        self.path = Path(self.output_dir or trainer.default_root_dir) / self.filename
+        _save_atomically(fig, self.path)
+        plt.close(fig)
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key="deq/residuals", images=[str(self.path)], step=trainer.global_step)
