@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..metrics import psnr
-from ..physics.base import LinearPhysics, check_physics
+from ..physics.base import LinearPhysics, check_measurement_values, check_physics
 from ..solvers.cg import SolverLog, record_solves
 from .data_fidelity import L2, DataFidelity
 from .deq import AndersonAccelerationConfig, DEQConfig, anderson_config, deq_config, run_deq
@@ -178,6 +178,7 @@ class BaseOptim(nn.Module):
     def forward(self, y: Tensor, physics: LinearPhysics, init: Tensor | None = None, x_gt: Tensor | None = None,
                 compute_metrics: bool = False, **kwargs):
         check_physics(type(self).__name__, physics)
+        check_measurement_values(y)
         if self.DEQ is not None or self.anderson is not None:
             with record_solves(self.solver_log):
                 x, self.deq_stats = run_deq(self, y, physics, init)

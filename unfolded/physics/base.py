@@ -51,6 +51,14 @@ def check_physics(owner: str, physics) -> None:
         raise TypeError(f"{owner}: physics must be a unfolded.physics operator, got {type(physics).__name__}")
 
 
+def check_measurement_values(y: Tensor) -> None:
+    """NaN or inf in y would silently turn every estimate into NaN: refuse it up front."""
+    if not isinstance(y, Tensor):
+        raise TypeError(f"y must be a torch.Tensor, got {type(y).__name__}")
+    if not bool(torch.isfinite(y).all()):
+        raise ValueError("y contains NaN or infinite values; measurements must be finite")
+
+
 class LinearPhysics(nn.Module):
     """y = N(A x) for a linear A, with exact adjoint `A_adjoint`.
 

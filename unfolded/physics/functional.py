@@ -27,11 +27,17 @@ def check_filter(filter: Tensor) -> Tensor:
     """A 2-D (h, w) or 4-D (b, c, h, w) filter, returned 4-D."""
     if not isinstance(filter, Tensor):
         raise TypeError(f"filter must be a torch.Tensor, got {type(filter).__name__}")
-    if filter.dim() == 2:
-        return filter[None, None]
-    if filter.dim() != 4:
+    if filter.dim() not in (2, 4):
         raise ValueError(f"filter must be a 2-D (h, w) or 4-D (b, c, h, w) tensor, got shape {tuple(filter.shape)}")
-    return filter
+    check_floating("filter", filter)
+    if not bool(torch.isfinite(filter.detach()).all()):
+        raise ValueError("filter contains NaN or infinite values; a blur filter must be finite")
+    return filter[None, None] if filter.dim() == 2 else filter
+
+
+def check_floating(what: str, t: Tensor) -> None:
+    if not (t.is_floating_point() or t.is_complex()):
+        raise TypeError(f"{what} must be floating-point (e.g. torch.float32 or torch.float64), got {t.dtype}")
 
 
 def pad_amounts(h: int, w: int) -> tuple[int, int, int, int]:
@@ -42,6 +48,7 @@ def pad_amounts(h: int, w: int) -> tuple[int, int, int, int]:
 def _check_shapes(x: Tensor, filter: Tensor) -> None:
     if x.dim() != 4:
         raise ValueError(f"images must be 4-D (B, C, H, W), got shape {tuple(x.shape)}")
+    check_floating("images", x)
     b, c = filter.shape[:2]
     if b not in (1, x.shape[0]) or c not in (1, x.shape[1]):
         raise ValueError(

@@ -38,6 +38,9 @@ class Inpainting(LinearPhysics):
             raise ValueError(
                 f"Inpainting: mask of shape {tuple(mask.shape)} does not broadcast to img_size {img_size}"
             ) from None
+        if not bool(((mask >= 0) & (mask <= 1)).all()):
+            raise ValueError(f"Inpainting: mask values must be in [0, 1] (1 = measured), got values in "
+                             f"[{float(mask.min()):g}, {float(mask.max()):g}]")
         if mask.numel() == 0 or not bool((mask != 0).any()):
             raise ValueError("Inpainting: mask is empty (no pixel is measured)")
         self.img_size = img_size

@@ -42,11 +42,9 @@ class _ProxL2Implicit(torch.autograd.Function):
     def backward(ctx, grad_x):
         x, y, z, gamma, *values = ctx.saved_tensors
         params = dict(zip(ctx.names, values))
-        # A DEQ backward runs this node many times (retain_graph) with slowly changing grad_x: start from
-        # the previous answer. The stopping test is relative to ‖grad_x‖, so accuracy does not change.
-        previous = getattr(ctx, "previous_solution", None)
-        v, info = solve_normal_equations(ctx.physics, grad_x, gamma, previous, ctx.tol, ctx.max_iter, params)
-        ctx.previous_solution = v
+        # Always a cold start: warm-starting from this node's previous backward solve (a DEQ backward reruns
+        # it) let a solve stopping at its tolerance return a stale answer and fake a converged fixed point.
+        v, info = solve_normal_equations(ctx.physics, grad_x, gamma, None, ctx.tol, ctx.max_iter, params)
         report_solve("backward", info, ctx.tol, ctx.log, stacklevel=2)
 
         need = ctx.needs_input_grad
