@@ -32,7 +32,7 @@ class MetricHistory(pl.Callback):
         self.val: list[dict] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs  # None: a skipped batch
         if loss is not None:
             self.train.append((trainer.global_step, float(loss)))
 
