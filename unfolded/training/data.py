@@ -217,6 +217,9 @@ class ImageDataModule(pl.LightningDataModule):
         for split in ("train", "val", "test"):
             if not self.images[split]:
                 raise ConfigError(f"no {split} images")
+            for name, img in zip(self.names[split], self.images[split]):
+                if not bool(torch.isfinite(img).all()):
+                    raise ConfigError(f"{split} image '{name}' has NaN or infinite pixels; images must be finite")
         for name, img in zip(self.names["train"], self.images["train"]):
             if min(img.shape[-2:]) < self.crop_size:
                 raise ConfigError(
