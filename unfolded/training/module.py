@@ -246,6 +246,8 @@ class UnfoldedModule(pl.LightningModule):
         bs = x.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log("train/psnr", psnr, prog_bar=True, batch_size=bs)
+        # in the metrics, for the main process of DDP-spawn (its own trainer does not count the steps)
+        self.log("trainer/global_step", float(self.global_step + 1), on_step=True, on_epoch=False, batch_size=bs)
         if self._trainer is not None and self.trainer.optimizers:
             self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=bs)
         if self.log_params_every_n_steps and self.global_step % self.log_params_every_n_steps == 0:
@@ -400,6 +402,7 @@ class UnfoldedModule(pl.LightningModule):
         for k, v in summary.items():
             name = k.replace("model/", "")
             self.log(f"test/{name}", v)
+        self.log("trainer/global_step", float(self.trained_steps))
 
     # --- checkpoints ------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:

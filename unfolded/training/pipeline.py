@@ -151,5 +151,6 @@ def run(cfg: DictConfig) -> tuple[float | None, dict]:
             value = float(ckpt_cb.best_model_score)
         elif name in metrics:
             value = metrics[name]
-    metrics["global_step"] = module.trained_steps
+    # with DDP-spawn the training ran in child processes: the step count comes back in the metrics
+    metrics["global_step"] = max(module.trained_steps, int(metrics.pop("trainer/global_step", 0)))
     return value, metrics
