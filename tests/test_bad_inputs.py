@@ -159,6 +159,10 @@ CASES = [
     ("cli-nothing-to-do", cli("train=false", "test=false"), ConfigError, r"train=false and test=false: nothing to do"),
     ("cli-ddp-sampler", cli("trainer=ddp_sim", "trainer.use_distributed_sampler=true"),
      ConfigError, r"trainer.use_distributed_sampler must be false with 2 processes"),
+    ("cli-fewer-images-than-processes", cli("trainer=ddp_sim", "data.val_images=[chelsea]"), ConfigError,
+     r"1 val image\(s\) for 2 processes: give at least one per process"),
+    ("cli-skip-under-ddp", cli("trainer=ddp_sim", "module.on_nonfinite_loss=skip"), ConfigError,
+     r"module.on_nonfinite_loss=skip works in a single process only; use stop with 2 processes"),
     # --- command line: data ---
     ("cli-channels-mismatch", cli("prior.denoiser.in_channels=3", "prior.denoiser.out_channels=3"), ConfigError,
      r"image channels \(data.channels=1\) != model channels \(prior.denoiser.in_channels=3\)"),

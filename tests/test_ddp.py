@@ -49,3 +49,16 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(tmp_path):
     reference = json.loads((tmp_path / "single" / "results.json").read_text())
     for mine, theirs in zip(results["images"], reference["images"]):
         assert mine["model/psnr"] == pytest.approx(theirs["model/psnr"], abs=1e-4)
+
+
+def test_ddp_config_composes_and_its_strategy_builds(tmp_path):
+    from hydra.utils import instantiate
+    from lightning.pytorch.strategies import DDPStrategy
+
+    from unfolded.training.checks import check_config
+
+    cfg = compose(["trainer=ddp"], tmp_path)
+    check_config(cfg)  # every key is an argument of its target
+    assert cfg.trainer.accelerator == "gpu" and cfg.trainer.use_distributed_sampler is False
+    strategy = instantiate(cfg.trainer.strategy)
+    assert isinstance(strategy, DDPStrategy) and strategy._process_group_backend == "nccl"

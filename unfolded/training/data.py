@@ -253,12 +253,20 @@ class ImageDataModule(pl.LightningDataModule):
         return ResumableLoader(ds, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
                                drop_last=True, persistent_workers=self.num_workers > 0, progress=self._progress)
 
+    def check_world_size(self, world: int) -> None:
+        """Every process needs an evaluation image: one without would wait forever for the others' metrics."""
+        for split in ("val", "test"):
+            if len(self.images[split]) < world:
+                raise ConfigError(f"{len(self.images[split])} {split} image(s) for {world} processes: give at "
+                                  f"least one per process (data.{split}_images, or a larger folder)")
+
     def eval_dataloader(self, split: str, shard: bool = True) -> DataLoader:
         """One image per batch (full-size evaluation images need not share a shape); with `shard`, process
         r of w gets the images r, r + w, ... (no padding: the module sums metrics over processes)."""
         images = self.images[split]
         if shard:
             rank, world = self._rank_world()
+            self.check_world_size(world)
             images = images[rank::world]
         return DataLoader(FixedImages(images), batch_size=1, shuffle=False, num_workers=0)
 

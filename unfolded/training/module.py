@@ -195,8 +195,7 @@ class UnfoldedModule(pl.LightningModule):
         any, as one warning line."""
         self._harvest_solves()
         kinds = sorted(self._epoch_solves)
-        flat = self._sum_over_processes([v for k in kinds for v in self._epoch_solves[k][:2]]
-                                        + [float(self.skipped_batches)])
+        flat = self._sum_over_processes([v for k in kinds for v in self._epoch_solves[k][:2]])
         problems = []
         for i, kind in enumerate(kinds):
             solves, unconverged = flat[2 * i], flat[2 * i + 1]
@@ -204,10 +203,10 @@ class UnfoldedModule(pl.LightningModule):
             if unconverged:
                 problems.append(f"{int(unconverged)} of {int(solves)} {kind} solves unconverged "
                                 f"(worst relative residual {self._epoch_solves[kind][2]:.2e})")
-        if self.on_nonfinite_loss == "skip":
-            self.log("train/skipped_batches", flat[-1], on_step=False, on_epoch=True)
-            if flat[-1]:
-                problems.append(f"{int(flat[-1])} batch(es) skipped so far for a non-finite loss")
+        if self.on_nonfinite_loss == "skip":  # the same count in every process: all skip together
+            self.log("train/skipped_batches", float(self.skipped_batches), on_step=False, on_epoch=True)
+            if self.skipped_batches:
+                problems.append(f"{self.skipped_batches} batch(es) skipped so far for a non-finite loss")
         if problems and self.trainer.is_global_zero:
             log.warning("epoch %d (step %d): %s", self.current_epoch, self.global_step, "; ".join(problems))
         self._epoch_solves = {}

@@ -121,6 +121,12 @@ def run(cfg: DictConfig) -> tuple[float | None, dict]:
     if trainer.world_size > 1 and trainer._accelerator_connector.use_distributed_sampler:
         raise ConfigError(f"trainer.use_distributed_sampler must be false with {trainer.world_size} processes: "
                           f"the data module shares the images between processes itself (see trainer=ddp)")
+    if trainer.world_size > 1 and hasattr(datamodule, "check_world_size"):
+        datamodule.check_world_size(trainer.world_size)
+    if trainer.world_size > 1 and getattr(module, "on_nonfinite_loss", None) == "skip":
+        # a step without backward leaves DDP's gradient reduction waiting
+        raise ConfigError("module.on_nonfinite_loss=skip works in a single process only; use stop with "
+                          f"{trainer.world_size} processes")
     for lg in loggers:
         if hasattr(lg, "log_hyperparams"):
             lg.log_hyperparams(to_container(cfg))
