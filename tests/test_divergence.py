@@ -2,6 +2,7 @@
 non-zero exit and one line) and keeps the last good checkpoint; with `module.on_nonfinite_loss=skip` the
 batch is skipped and counted. A checkpoint with non-finite weights is never written."""
 
+import json
 import math
 import subprocess
 import sys
@@ -114,3 +115,16 @@ def test_checkpoint_hook_refuses_non_finite_weights():
 def test_bad_on_nonfinite_loss_value(tmp_path):
     with pytest.raises(ConfigError, match=r"on_nonfinite_loss must be 'stop' or 'skip', got 'ignore'"):
         run(compose([*TINY, "module.on_nonfinite_loss=ignore"], tmp_path))
+
+
+def test_in_a_sweep_a_diverged_trial_fails_and_the_others_run(tmp_path):
+    # Hydra multirun, two trials: the first diverges, the second is fine. train.py re-raises
+    # TrainingDiverged inside a sweep (a sweeper such as Optuna's then records the trial as failed); the
+    # basic sweeper still runs the rest of the batch and reports the failure at the end.
+    proc = subprocess.run([sys.executable, "train.py", "--multirun", *TINY, "trainer.max_steps=2",
+                           f"module.loss._target_={__name__}.NaNLossAt", "+module.loss.steps=[1],[]",
+                           f"hydra.sweep.dir={tmp_path}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert "TrainingDiverged: training loss is NaN at step 1" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "0" / "results.json").exists()
+    assert json.loads((tmp_path / "1" / "results.json").read_text())["global_step"] == 2
