@@ -62,3 +62,21 @@ def test_ddp_config_composes_and_its_strategy_builds(tmp_path):
     assert cfg.trainer.accelerator == "gpu" and cfg.trainer.use_distributed_sampler is False
     strategy = instantiate(cfg.trainer.strategy)
     assert isinstance(strategy, DDPStrategy) and strategy._process_group_backend == "nccl"
+
+
+@pytest.mark.slow
+def test_trainer_ddp_starts_its_processes_through_train_py(tmp_path):
+    """`trainer=ddp` as on GPUs, but on 2 CPU processes: Lightning re-runs train.py for the second
+    process (with Hydra's run folder); one results file, one checkpoint folder."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "train.py", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+                           "trainer.strategy.process_group_backend=gloo", *TINY, "data.batch_size=2",
+                           f"hydra.run.dir={tmp_path}"], cwd=root, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["global_step"] == 6 and [r["name"] for r in results["images"]] == ["camera", "moon", "coffee"]
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()

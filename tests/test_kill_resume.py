@@ -8,6 +8,7 @@ is resumable, so the resumed run sees the batches the uninterrupted one did.
 """
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -112,3 +113,6 @@ def test_interrupted_write_leaves_the_old_file_whole(tmp_path):
         write_atomically(target, dies_half_way)
     assert torch.load(target, weights_only=False) == {"step": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # the temporary file is gone too
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # an ordinary file, not a private temporary one
