@@ -11,7 +11,14 @@ import hydra
 from omegaconf import DictConfig
 
 from unfolded.training.config import preflight
-from unfolded.training.errors import ConfigError
+from unfolded.training.errors import ConfigError, TrainingDiverged
+
+
+def _in_sweep() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -20,6 +27,10 @@ def main(cfg: DictConfig) -> float | None:
 
     try:
         value, _ = run(cfg)
+    except TrainingDiverged as e:
+        if _in_sweep():
+            raise  # the sweeper records the trial as failed and goes on
+        sys.exit(f"training diverged: {e}")
     except ConfigError as e:
         sys.exit(f"config error: {e}")
     return value

@@ -3,8 +3,6 @@ and an atomic checkpoint writer."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -14,6 +12,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.loggers import WandbLogger
 
 from . import report
+from .atomic import write_atomically
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -21,19 +20,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     always complete, even if the run is killed while saving."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        write_atomically(path, lambda f: torch.save(checkpoint, f))
 
 
 class MetricHistory(pl.Callback):
@@ -45,11 +32,13 @@ class MetricHistory(pl.Callback):
         self.val: list[dict] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs  # None: a skipped batch
         if loss is not None:
             self.train.append((trainer.global_step, float(loss)))
 
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+    def on_validation_end(self, trainer, pl_module) -> None:
+        # not on_validation_epoch_end: the module logs the validation means in its own epoch-end hook,
+        # which Lightning calls after the callbacks'
         if trainer.sanity_checking:
             return
         m = trainer.callback_metrics
@@ -118,7 +107,7 @@ class Report(pl.Callback):
         self.paths: dict[str, Path] = {}
 
     def on_test_end(self, trainer, pl_module) -> None:
-        if not getattr(pl_module, "test_records", None):
+        if not getattr(pl_module, "test_records", None) or not trainer.is_global_zero:
             return
         history = next((cb for cb in trainer.callbacks if isinstance(cb, MetricHistory)), None)
         out = Path(self.output_dir or trainer.default_root_dir)

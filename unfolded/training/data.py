@@ -2,18 +2,24 @@
 
 Training samples are random crops (with random flips) of the training images; validation and test
 images are fixed, disjoint from the training ones, and centre-cropped to `eval_size`.
+
+Training sample number n of a run (epoch·samples_per_epoch + place in the epoch) is a function of
+(seed, n) alone: a run resumed from a mid-epoch checkpoint sees the samples an uninterrupted run would
+(the training loader is resumable), and under DDP process r of w takes the samples r, r + w, ... of each
+global batch, so w processes with batch B see the samples of one process with batch w·B. Evaluation
+images are shared the same way (r, r + w, ...), without padding.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .errors import ConfigError
 
@@ -87,26 +93,70 @@ def center_crop(t: Tensor, size: int | None) -> Tensor:
 
 
 class RandomCrops(Dataset):
-    """`length` random `crop_size`² crops with random horizontal/vertical flips (global torch RNG)."""
+    """Random `crop_size`² crops with random horizontal/vertical flips; item n is drawn from a generator
+    seeded by (seed, n), so any n may be asked for (the sampler asks for the run's sample numbers)."""
 
-    def __init__(self, images: Sequence[Tensor], crop_size: int, length: int, flips: bool = True):
+    def __init__(self, images: Sequence[Tensor], crop_size: int, length: int, flips: bool = True, seed: int = 0):
         self.images, self.crop_size, self.length, self.flips = list(images), crop_size, length, flips
+        self.seed = int(seed)
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> Tensor:
-        img = self.images[int(torch.randint(len(self.images), ()))]
+        g = torch.Generator().manual_seed((self.seed * 1_000_000_007 + int(index)) % 2**63)
+        img = self.images[int(torch.randint(len(self.images), (), generator=g))]
         h, w = img.shape[-2:]
-        top = int(torch.randint(h - self.crop_size + 1, ()))
-        left = int(torch.randint(w - self.crop_size + 1, ()))
+        top = int(torch.randint(h - self.crop_size + 1, (), generator=g))
+        left = int(torch.randint(w - self.crop_size + 1, (), generator=g))
         crop = img[..., top:top + self.crop_size, left:left + self.crop_size]
         if self.flips:
-            if torch.rand(()) < 0.5:
+            if torch.rand((), generator=g) < 0.5:
                 crop = crop.flip(-1)
-            if torch.rand(()) < 0.5:
+            if torch.rand((), generator=g) < 0.5:
                 crop = crop.flip(-2)
         return crop.contiguous()
+
+
+class SampleNumbers(Sampler[int]):
+    """Sample numbers of one epoch for process `rank` of `world`: epoch·length + j for j = rank,
+    rank + world, ... The epoch comes from `epoch()` (the trainer's) unless a resume set where to start."""
+
+    def __init__(self, length: int, rank: int, world: int, epoch: Callable[[], int]):
+        self.length, self.rank, self.world, self.epoch = length, rank, world, epoch
+        self._resume_at: tuple[int, int] | None = None  # (epoch, first local sample)
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.length, self.world))
+
+    def resume_at(self, epoch: int, first: int) -> None:
+        self._resume_at = (epoch, first)
+
+    def __iter__(self):
+        epoch, first = self._resume_at or (self.epoch(), 0)
+        self._resume_at = None
+        for j in range(self.rank, self.length, self.world)[first:]:
+            yield epoch * self.length + j
+
+
+class ResumableLoader(DataLoader):
+    """Training loader whose state Lightning keeps in checkpoints: the epoch and the number of batches
+    trained in it (`progress()`), so that a resumed epoch continues with the next batch instead of
+    starting over (and the samples seen equal those of an uninterrupted run)."""
+
+    def __init__(self, *args, progress: Callable[[], tuple[int, int]], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.progress = progress
+
+    def state_dict(self) -> dict:
+        epoch, batches_done = self.progress()
+        return {"epoch": int(epoch), "batches_done": int(batches_done)}
+
+    def load_state_dict(self, state: dict) -> None:
+        epoch, done = int(state["epoch"]), int(state["batches_done"])
+        if done >= len(self):  # saved at the end of an epoch: the next starts afresh
+            epoch, done = epoch + 1, 0
+        self.sampler.resume_at(epoch, done * self.batch_size)
 
 
 class FixedImages(Dataset):
@@ -136,6 +186,7 @@ class ImageDataModule(pl.LightningDataModule):
         samples_per_epoch: int = 800,
         flips: bool = True,
         num_workers: int = 0,
+        seed: int | None = None,
     ):
         super().__init__()
         if channels not in (1, 3):
@@ -143,6 +194,8 @@ class ImageDataModule(pl.LightningDataModule):
         self.channels, self.crop_size, self.image_size, self.eval_size = channels, crop_size, image_size, eval_size
         self.batch_size, self.samples_per_epoch = batch_size, samples_per_epoch
         self.flips, self.num_workers = flips, num_workers
+        # None: the run's seed (train.py seeds torch before building the data)
+        self.seed = int(torch.initial_seed() if seed is None else seed) % 2**31
         self.names: dict[str, list[str]] = {}
         self.images: dict[str, list[Tensor]] = {}
         for split in ("train", "val", "test"):
@@ -164,6 +217,9 @@ class ImageDataModule(pl.LightningDataModule):
         for split in ("train", "val", "test"):
             if not self.images[split]:
                 raise ConfigError(f"no {split} images")
+            for name, img in zip(self.names[split], self.images[split]):
+                if not bool(torch.isfinite(img).all()):
+                    raise ConfigError(f"{split} image '{name}' has NaN or infinite pixels; images must be finite")
         for name, img in zip(self.names["train"], self.images["train"]):
             if min(img.shape[-2:]) < self.crop_size:
                 raise ConfigError(
@@ -178,20 +234,47 @@ class ImageDataModule(pl.LightningDataModule):
                             f"{tuple(img.shape[-2:])} (after data.image_size={self.image_size})")
 
     # --- loaders --------------------------------------------------------------------------------
-    def train_dataloader(self) -> DataLoader:
-        ds = RandomCrops(self.images["train"], self.crop_size, self.samples_per_epoch, self.flips)
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers,
-                          drop_last=True, persistent_workers=self.num_workers > 0)
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
-    def _eval_loader(self, split: str) -> DataLoader:
-        # One image per batch: full-size evaluation images need not share a shape.
-        return DataLoader(FixedImages(self.images[split]), batch_size=1, shuffle=False, num_workers=0)
+    def _progress(self) -> tuple[int, int]:
+        loop = self.trainer.fit_loop
+        return self.trainer.current_epoch, loop.epoch_loop.batch_progress.current.processed
+
+    def train_dataloader(self) -> DataLoader:
+        rank, world = self._rank_world()
+        if world > 1 and self.samples_per_epoch % (self.batch_size * world):  # equal batches in all processes
+            raise ConfigError(f"data.samples_per_epoch={self.samples_per_epoch} must be a multiple of "
+                              f"data.batch_size={self.batch_size} x {world} process(es)")
+        ds = RandomCrops(self.images["train"], self.crop_size, self.samples_per_epoch, self.flips, self.seed)
+        epoch = (lambda: self.trainer.current_epoch) if self.trainer is not None else (lambda: 0)
+        sampler = SampleNumbers(self.samples_per_epoch, rank, world, epoch)
+        return ResumableLoader(ds, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
+                               drop_last=True, persistent_workers=self.num_workers > 0, progress=self._progress)
+
+    def check_world_size(self, world: int) -> None:
+        """Every process needs an evaluation image: one without would wait forever for the others' metrics."""
+        for split in ("val", "test"):
+            if len(self.images[split]) < world:
+                raise ConfigError(f"{len(self.images[split])} {split} image(s) for {world} processes: give at "
+                                  f"least one per process (data.{split}_images, or a larger folder)")
+
+    def eval_dataloader(self, split: str, shard: bool = True) -> DataLoader:
+        """One image per batch (full-size evaluation images need not share a shape); with `shard`, process
+        r of w gets the images r, r + w, ... (no padding: the module sums metrics over processes)."""
+        images = self.images[split]
+        if shard:
+            rank, world = self._rank_world()
+            self.check_world_size(world)
+            images = images[rank::world]
+        return DataLoader(FixedImages(images), batch_size=1, shuffle=False, num_workers=0)
 
     def val_dataloader(self) -> DataLoader:
-        return self._eval_loader("val")
+        return self.eval_dataloader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._eval_loader("test")
+        return self.eval_dataloader("test")
 
 
 class BundledDataModule(ImageDataModule):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from pathlib import Path
@@ -39,11 +40,16 @@ def build(node: DictConfig, what: str, **kwargs):
         raise ConfigError(f"cannot build {what}: {type(cause).__name__}: {msg[-1] if msg else ''}") from None
 
 
+def _build_sized_physics(node: DictConfig, size) -> object:
+    return build(node, "physics", img_size=list(size))
+
+
 def build_physics(cfg: DictConfig) -> PhysicsBank:
     node = cfg.physics
     if "img_size" in node and node.img_size is None:
-        # Built per image size (training crops and test images get their own operator).
-        return PhysicsBank(factory=lambda size: build(node, "physics", img_size=list(size)))
+        # Built per image size (training crops and test images get their own operator). A partial, not a
+        # lambda: DDP-spawn pickles the module with its physics.
+        return PhysicsBank(factory=functools.partial(_build_sized_physics, node))
     return PhysicsBank(physics=build(node, "physics"))
 
 
@@ -87,7 +93,11 @@ def _finish_wandb() -> None:
 
 
 def run(cfg: DictConfig) -> tuple[float | None, dict]:
-    """Train and/or test; returns (value of `optimized_metric`, all final metrics)."""
+    """Train and/or test; returns (value of `optimized_metric`, all final metrics).
+
+    Raises `ConfigError` for a configuration that cannot run and `TrainingDiverged` when the loss became
+    NaN/inf (the checkpoints on disk are then the last good ones): a sweep marks such a trial failed.
+    """
     check_config(cfg)
     OmegaConf.resolve(cfg)
     if cfg.get("seed") is not None:
@@ -108,6 +118,15 @@ def run(cfg: DictConfig) -> tuple[float | None, dict]:
     callbacks = _collection(cfg.get("callbacks"), "callbacks")
     loggers = _collection(cfg.get("logger"), "logger")
     trainer: pl.Trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    if trainer.world_size > 1 and trainer._accelerator_connector.use_distributed_sampler:
+        raise ConfigError(f"trainer.use_distributed_sampler must be false with {trainer.world_size} processes: "
+                          f"the data module shares the images between processes itself (see trainer=ddp)")
+    if trainer.world_size > 1 and hasattr(datamodule, "check_world_size"):
+        datamodule.check_world_size(trainer.world_size)
+    if trainer.world_size > 1 and getattr(module, "on_nonfinite_loss", None) == "skip":
+        # a step without backward leaves DDP's gradient reduction waiting
+        raise ConfigError("module.on_nonfinite_loss=skip works in a single process only; use stop with "
+                          f"{trainer.world_size} processes")
     for lg in loggers:
         if hasattr(lg, "log_hyperparams"):
             lg.log_hyperparams(to_container(cfg))
@@ -138,5 +157,6 @@ def run(cfg: DictConfig) -> tuple[float | None, dict]:
             value = float(ckpt_cb.best_model_score)
         elif name in metrics:
             value = metrics[name]
-    metrics["global_step"] = module.trained_steps
+    # with DDP-spawn the training ran in child processes: the step count comes back in the metrics
+    metrics["global_step"] = max(module.trained_steps, int(metrics.pop("trainer/global_step", 0)))
     return value, metrics

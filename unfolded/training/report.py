@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from .atomic import write_atomically
+
 METHODS = (("adjoint", "Aᵀy"), ("tikhonov", "Tikhonov"), ("model", "unfolded model"))
 
 
@@ -118,7 +120,7 @@ def save_figure(path: Path, records: list[dict], history: dict | None, summary: 
         ax.tick_params(labelsize=6)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
+    write_atomically(path, lambda f: fig.savefig(f, dpi=110, format="png"))
     plt.close(fig)
     return path
 
@@ -130,5 +132,4 @@ def save_json(path: Path, records: list[dict], summary: dict, hyperparameters: d
         "images": [{k: v for k, v in r.items() if k != "images"} for r in records],
         "hyperparameters": {k: torch.as_tensor(v).detach().flatten().tolist() for k, v in hyperparameters.items()},
     }
-    Path(path).write_text(json.dumps(data, indent=2))
-    return Path(path)
+    return write_atomically(path, lambda f: f.write(json.dumps(data, indent=2).encode()))
