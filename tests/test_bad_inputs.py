@@ -4,8 +4,6 @@ the problem and, where there is a choice, what is allowed.
 One row per case: (id, trigger, exception type, regex the message must match). Command-line cases run
 what `train.py <overrides>` runs: `preflight` (the override check before Hydra starts), then
 `pipeline.run` on the composed configuration (start-up checks, before any training).
-Rows marked `LEAD` are library inputs still without a good error: strict xfails, to be fixed in
-unfolded/physics, unfolded/optim (see docs/RELIABILITY.md).
 """
 
 from __future__ import annotations
@@ -92,7 +90,6 @@ def _checkpoint(content):
 
 OTHER_MODEL = {"state_dict": {"model.prior.denoiser.in_conv.weight": torch.zeros(64, 1, 3, 3)},
                "unfolded_config": {"algo": {"_target_": "unfolded.optim.PGD"}}}
-LEAD = pytest.mark.xfail(strict=True, reason="library check missing (lead: unfolded/physics, unfolded/optim)")
 
 CASES = [
     # --- library: shapes and dtypes ---
@@ -105,15 +102,15 @@ CASES = [
     ("physics-not-an-operator", lib(lambda: _small_model()(X, lambda x: x)), TypeError,
      r"physics must be a unfolded.physics operator"),
     pytest.param("integer-image", lib(lambda: Blur(KERNEL).A(torch.randint(0, 255, (1, 1, 8, 8)))), TypeError,
-                 r"images must be floating-point.*got torch.int64", marks=LEAD),
+                 r"images must be floating-point.*got torch.int64"),
     pytest.param("filter-larger-than-image", lib(lambda: Blur(torch.ones(9, 9) / 81).A(X)), ValueError,
-                 r"filter of size \(9, 9\) is larger than the image \(8, 8\).*padding='valid'", marks=LEAD),
+                 r"filter of size \(9, 9\) is larger than the image \(8, 8\).*padding='valid'"),
     # --- library: NaN/inf ---
     pytest.param("nan-in-measurement", lib(lambda: _small_model()(torch.full((1, 1, 8, 8), float("nan")),
                                                                   Denoising())),
-                 ValueError, r"y contains NaN or infinite values", marks=LEAD),
+                 ValueError, r"y contains NaN or infinite values"),
     pytest.param("nan-in-filter", lib(lambda: Blur(torch.full((3, 3), float("nan")))), ValueError,
-                 r"filter contains NaN or infinite values", marks=LEAD),
+                 r"filter contains NaN or infinite values"),
     ("nan-noise-level", lib(lambda: GaussianNoise(float("nan"))), ValueError, r"sigma must be >= 0, got nan"),
     # --- library: filters, masks, names ---
     ("unknown-padding", lib(lambda: Blur(KERNEL, padding="mirror")), ValueError,
@@ -121,7 +118,7 @@ CASES = [
     ("empty-mask", lib(lambda: Inpainting((1, 4, 4), mask=torch.zeros(1, 4, 4))), ValueError, r"mask is empty"),
     ("mask-fraction", lib(lambda: Inpainting((1, 4, 4), mask=1.5)), ValueError, r"must be in \(0, 1\], got 1.5"),
     pytest.param("mask-values", lib(lambda: Inpainting((1, 4, 4), mask=torch.full((1, 4, 4), 2.0))), ValueError,
-                 r"mask values must be in \[0, 1\]", marks=LEAD),
+                 r"mask values must be in \[0, 1\]"),
     ("mri-mask-size", lib(lambda: MRI(mask=torch.ones(5, 5), img_size=(2, 8, 8))), ValueError,
      r"img_size \(2, 8, 8\) does not match the mask's \(H, W\) \(5, 5\)"),
     ("unknown-trainable-parameter", lib(lambda: HQS(prior=PnP(DnCNN(1, 1, depth=2, nf=4, pretrained=None)),

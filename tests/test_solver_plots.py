@@ -7,8 +7,7 @@ from unfolded.training.pipeline import run
 from unfolded.training.solver_plots import DEQResidualPlot
 
 QUIET = ["callbacks.rich_progress_bar=null", "trainer.enable_model_summary=false"]
-PLOT = ["+callbacks.deq_residuals._target_=unfolded.training.solver_plots.DEQResidualPlot",
-        "+callbacks.deq_residuals.every_n_steps=1"]
+PLOT = ["callbacks.deq_residuals.every_n_steps=1"]
 
 
 def test_deq_training_writes_the_residual_plot(tmp_path):

@@ -3,25 +3,12 @@ the backward one? Saved next to the run's report and sent to wandb when it is a 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import lightning.pytorch as pl
 from lightning.pytorch.loggers import WandbLogger
 
-
-def _save_atomically(fig, path: Path) -> None:
-    """Write to a temporary file in the same folder, then `os.replace`: never a half-written PNG."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+from .atomic import write_atomically
 
 
 class DEQResidualPlot(pl.Callback):
@@ -76,7 +63,7 @@ class DEQResidualPlot(pl.Callback):
             ax.legend(fontsize=7)
         fig.tight_layout()
         self.path = Path(self.output_dir or trainer.default_root_dir) / self.filename
-        _save_atomically(fig, self.path)
+        write_atomically(self.path, lambda f: fig.savefig(f, format="png", dpi=110))
         plt.close(fig)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
