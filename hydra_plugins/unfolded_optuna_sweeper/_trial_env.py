@@ -19,6 +19,20 @@ def env_overrides(storage: str, study_name: str, number: int) -> list[str]:
             f"+hydra.job.env_set.{ENV_TRIAL}={number}"]
 
 
+def _sweeper_pruner():
+    """The pruner of the sweep's configuration (Optuna does not store it with the study)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    node = HydraConfig.get().sweeper.get("pruner")
+    if node is None:
+        return None
+    from hydra.utils import instantiate
+
+    return instantiate(node)
+
+
 def current_trial():
     """The `optuna.Trial` this job runs, or None outside an Optuna sweep."""
     storage_url, study_name, number = (os.environ.get(k) for k in (ENV_STORAGE, ENV_STUDY, ENV_TRIAL))
@@ -27,7 +41,7 @@ def current_trial():
     import optuna
 
     storage = optuna.storages.get_storage(storage_url)
-    study = optuna.load_study(study_name=study_name, storage=storage)
+    study = optuna.load_study(study_name=study_name, storage=storage, pruner=_sweeper_pruner())
     study_id = storage.get_study_id_from_name(study_name)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, int(number))
     return optuna.Trial(study, trial_id)
