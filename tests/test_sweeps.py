@@ -32,7 +32,7 @@ def summary(sweep_dir: Path) -> dict:
     return yaml.safe_load((sweep_dir / "optuna_summary.yaml").read_text())
 
 
-def test_optuna_sweep_records_failures_resumes_and_prunes(tmp_path):
+def test_optuna_sweep_records_failures_resumes_and_prunes(tmp_path, capsys):
     sweep_dir = tmp_path / "sweep"
     common = ["-m", "hparams_search=optuna", "debug=fast", f"hydra.sweep.dir={sweep_dir}", *QUIET]
     # Trial 0 is forced to diverge (a huge step size: training raises), trial 1 gets a small learning rate
@@ -66,6 +66,18 @@ def test_optuna_sweep_records_failures_resumes_and_prunes(tmp_path):
     assert (sweep_dir / "3").is_dir() and not (sweep_dir / "3" / "results.json").exists()
     with sqlite3.connect(db) as con:
         assert con.execute("select count(*) from trials").fetchone()[0] == 4
+
+    # The comparison report lists the failed and pruned trials and the best trial's parameters.
+    from unfolded.training import compare
+
+    assert compare.main([str(sweep_dir), "-o", str(tmp_path / "report")]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("#")}
+    assert " failed " in rows["#0"] and " pruned " in rows["#3"] and " completed " in rows[f"#{n}"]
+    assert f"best trial #{n}" in out and "module.optimizer.lr=" in out
+    page = (tmp_path / "report" / "compare.html").read_text()
+    assert f"Best trial #{n}" in page and "failed: [0]" in page and "pruned: [3]" in page
+    assert (tmp_path / "report" / "compare.png").stat().st_size > 20_000
 
 
 def test_search_space_syntax():
