@@ -129,3 +129,41 @@ def test_job_outcome_becomes_trial_state(outcome, state, reason, tmp_path):
         assert reason in frozen.user_attrs["fail_reason"]
     if state == "COMPLETE":
         assert study.best_value == 26.5
+
+
+def test_slurm_launcher_config_composes():
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu",
+                                          "hparams_search=optuna"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert launcher.partition == "gpu" and launcher.gpus_per_node == 1 and launcher.timeout_min == 240
+    assert cfg.hydra.sweeper._target_.endswith("UnfoldedOptunaSweeper")
+
+
+@pytest.mark.slow
+def test_submitit_local_runs_a_two_job_multirun(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    res = train("-m", "debug=fast", "algo.max_iter=2,3", "hydra/launcher=submitit_local",
+                "hydra.launcher.timeout_min=10", f"hydra.sweep.dir={sweep_dir}", *QUIET)
+    assert res.returncode == 0, res.stderr[-4000:]
+    for job, k in (("0", 2), ("1", 3)):
+        assert f"algo.max_iter={k}" in (sweep_dir / job / ".hydra" / "overrides.yaml").read_text()
+        results = yaml.safe_load((sweep_dir / job / "results.json").read_text())
+        assert all(len(img["psnr_iter"]) == k for img in results["images"])
+    assert list((sweep_dir / ".submitit").iterdir())  # the jobs really went through submitit
+
+
+@pytest.mark.slow
+def test_optuna_trials_in_parallel_with_submitit_local(tmp_path):
+    """Two trials at once in submitit processes; the pruning callback reaches its trial through the storage."""
+    sweep_dir = tmp_path / "sweep"
+    res = train("-m", "hparams_search=optuna", "debug=fast", "hydra/launcher=submitit_local",
+                "hydra.launcher.timeout_min=10", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
+                f"hydra.sweep.dir={sweep_dir}", *QUIET)
+    assert res.returncode == 0, res.stderr[-4000:]
+    s = summary(sweep_dir)
+    assert [t["state"] for t in s["trials"]] == ["COMPLETE", "COMPLETE"]
+    assert all(t["intermediate_values"] for t in s["trials"]) and s["best"] is not None

@@ -108,8 +108,8 @@ class UnfoldedOptunaSweeper(Sweeper):
         self.validate_batch_is_legal([fixed])  # a typo in a fixed override stops here, not in every trial
         study = self.open_study()
         storage = self.storage_url()
-        before = len(study.trials)
-        log.info("Optuna study '%s' (%s, %d trials so far), searching %s", self.study_name, storage, before,
+        before = sum(t.state.is_finished() for t in study.trials)
+        log.info("Optuna study '%s' (%s, %d finished trials so far), searching %s", self.study_name, storage, before,
                  ", ".join(f"{k}: {d}" for k, d in space.items()))
         returns: list = []
         launched = 0
