@@ -16,9 +16,14 @@ from collections.abc import Iterable
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
+from hydra.errors import CompactHydraException
 
 ALLOWED = "choice(a,b,...), a,b,..., range(start,stop[,step]), interval(low,high), tag(log|int,...,interval(low,high))"
 INTERVAL_TAGS = {"log", "int"}
+
+
+class SweeperConfigError(CompactHydraException, ValueError):
+    """A bad sweeper setting: Hydra prints its message alone, on one line."""
 
 
 def parse(overrides: Iterable[str]) -> list[Override]:
@@ -30,14 +35,15 @@ def _categorical(key: str, values: list):
 
     for v in values:
         if v is not None and not isinstance(v, (bool, int, float, str)):
-            raise ValueError(f"search space {key}: choices must be numbers, strings, booleans or null, got {v!r}")
+            raise SweeperConfigError(f"search space {key}: choices must be numbers, strings, booleans or null, "
+                                     f"got {v!r}")
     if not values:
-        raise ValueError(f"search space {key}: empty choice")
+        raise SweeperConfigError(f"search space {key}: empty choice")
     return CategoricalDistribution(list(values))
 
 
 def to_distribution(override: Override):
-    """The Optuna distribution of a sweep override (ValueError with the accepted forms otherwise)."""
+    """The Optuna distribution of a sweep override (SweeperConfigError naming the accepted forms otherwise)."""
     from optuna.distributions import FloatDistribution, IntDistribution
 
     key, value = override.get_key_element(), override.value()
@@ -46,23 +52,23 @@ def to_distribution(override: Override):
     if isinstance(value, RangeSweep):
         items = list(value.range())
         if not items:
-            raise ValueError(f"search space {key}: range({value.start}, {value.stop}, {value.step}) is empty")
+            raise SweeperConfigError(f"search space {key}: range({value.start}, {value.stop}, {value.step}) is empty")
         if all(isinstance(v, int) for v in items) and value.step > 0:
             return IntDistribution(items[0], items[-1], step=int(value.step))
         return _categorical(key, items)
     if isinstance(value, IntervalSweep):
         unknown = set(value.tags) - INTERVAL_TAGS
         if unknown:
-            raise ValueError(f"search space {key}: unknown tag(s) {sorted(unknown)}; allowed: log, int")
+            raise SweeperConfigError(f"search space {key}: unknown tag(s) {sorted(unknown)}; allowed: log, int")
         low, high, log = value.start, value.end, "log" in value.tags
         if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
-            raise ValueError(f"search space {key}: interval({low}, {high}) needs finite low < high")
+            raise SweeperConfigError(f"search space {key}: interval({low}, {high}) needs finite low < high")
         if log and low <= 0:
-            raise ValueError(f"search space {key}: a log interval needs low > 0, got {low}")
+            raise SweeperConfigError(f"search space {key}: a log interval needs low > 0, got {low}")
         if "int" in value.tags:
             return IntDistribution(int(low), int(high), log=log)
         return FloatDistribution(float(low), float(high), log=log)
-    raise ValueError(f"search space {key}: cannot search {override.input_line!r}; allowed: {ALLOWED}")
+    raise SweeperConfigError(f"search space {key}: cannot search {override.input_line!r}; allowed: {ALLOWED}")
 
 
 def split(overrides: list[Override]) -> tuple[dict, list[str]]:

@@ -20,6 +20,8 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from ._search_space import SweeperConfigError
+
 log = logging.getLogger(__name__)
 
 DIRECTIONS = ("maximize", "minimize")
@@ -34,7 +36,7 @@ def _build(node, what: str):
     try:
         return instantiate(node)
     except Exception as e:  # noqa: BLE001  (one line naming the node instead of Hydra's long trace)
-        raise ValueError(f"hydra.sweeper.{what}: cannot build {node.get('_target_')}: {e}") from None
+        raise SweeperConfigError(f"hydra.sweeper.{what}: cannot build {node.get('_target_')}: {e}") from None
 
 
 def _failure(exc: BaseException) -> str:
@@ -48,9 +50,9 @@ class UnfoldedOptunaSweeper(Sweeper):
                  pruner: Any = None, enqueue_trials: list | None = None, metric: str | None = None,
                  summary_file: str = "optuna_summary.yaml"):
         if direction not in DIRECTIONS:
-            raise ValueError(f"hydra.sweeper.direction must be one of {DIRECTIONS}, got {direction!r}")
+            raise SweeperConfigError(f"hydra.sweeper.direction must be one of {DIRECTIONS}, got {direction!r}")
         if int(n_trials) < 1 or int(n_jobs) < 1:
-            raise ValueError(f"hydra.sweeper.n_trials and n_jobs must be >= 1, got {n_trials} and {n_jobs}")
+            raise SweeperConfigError(f"hydra.sweeper.n_trials and n_jobs must be >= 1, got {n_trials} and {n_jobs}")
         self.params = {str(k): str(v) for k, v in (params or {}).items()}
         self.direction, self.study_name, self.storage = direction, str(study_name), storage
         self.n_trials, self.n_jobs = int(n_trials), int(n_jobs)
@@ -103,7 +105,7 @@ class UnfoldedOptunaSweeper(Sweeper):
 
         space, fixed = self.search_space(arguments)
         if not space:
-            raise ValueError("nothing to search: give hydra.sweeper.params or sweep overrides such as "
+            raise SweeperConfigError("nothing to search: give hydra.sweeper.params or sweep overrides such as "
                              "'module.optimizer.lr=tag(log, interval(1e-4, 1e-2))'")
         self.validate_batch_is_legal([fixed])  # a typo in a fixed override stops here, not in every trial
         study = self.open_study()
