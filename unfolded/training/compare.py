@@ -133,14 +133,18 @@ def load(folders: list[Path]) -> tuple[list[Run], dict | None]:
         if not folder.is_dir():
             raise FileNotFoundError(f"{folder} is not a folder (give a run folder or a multirun folder)")
         summary = _read_yaml(folder / "optuna_summary.yaml")
-        trials = {}
+        by_dir, by_number = {}, {}
         if summary:
             optuna_summary = optuna_summary or summary
-            trials = {Path(t["output_dir"]).resolve(): t for t in summary.get("trials", []) if t.get("output_dir")}
-        paths = find_runs(folder)
-        for p in paths:
+            for t in summary.get("trials", []):
+                by_number[str(t["number"])] = t
+                if t.get("output_dir"):
+                    by_dir[Path(t["output_dir"]).resolve()] = t
+        for p in find_runs(folder):
             name = p.name if len(folders) == 1 else f"{folder.name}/{p.name}"
-            runs.append(load_run(p, name, trials.get(p.resolve())))
+            # a sweep folder that was moved: its job folders are still named by trial number
+            trial = by_dir.get(p.resolve()) or by_number.get(p.name)
+            runs.append(load_run(p, name, trial))
     if not runs:
         raise FileNotFoundError(f"no run folder (with .hydra/) in {', '.join(map(str, folders))}")
     return runs, optuna_summary

@@ -84,7 +84,9 @@ class RunRecord(pl.Callback):
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         lines = str(exception).strip().splitlines()
-        self._write(trainer, pl_module, "failed", f"{type(exception).__name__}: {lines[-1] if lines else ''}")
+        name = type(exception).__name__
+        status = "pruned" if name == "TrialPruned" else "failed"  # stopped by an Optuna sweep's pruner
+        self._write(trainer, pl_module, status, f"{name}: {lines[-1] if lines else ''}")
 
     def _save_examples(self, trainer, pl_module) -> None:
         """The first test image of the report: measurement, reconstructions and target as PNGs."""

@@ -9,9 +9,13 @@ Does nothing without a WandbLogger.
 
 from __future__ import annotations
 
+import logging
+
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import WandbLogger
+
+log = logging.getLogger(__name__)
 
 
 def _psnr_per_iteration(metrics: dict, prefix: str) -> list[float]:
@@ -94,7 +98,9 @@ class WandbPanels(pl.Callback):
         try:
             with torch.no_grad():
                 out = pl_module.model(y, physics, x_gt=x, compute_metrics=True, **kwargs)
-        except TypeError:  # a model without per-iteration metrics
+        except Exception as e:  # noqa: BLE001  (a panel must never stop training)
+            if not isinstance(e, TypeError):  # TypeError: a model without per-iteration metrics
+                log.warning("wandb panel of the relative change skipped: %s: %s", type(e).__name__, e)
             return None
         metrics = out[1] if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict) else {}
         residual = metrics.get("residual")
