@@ -1,6 +1,7 @@
 """Optuna sweeps through our Hydra sweeper plugin (`python train.py -m hparams_search=optuna`), in a
 subprocess on `debug=fast`: failed trials do not stop the sweep, the study resumes, hopeless trials are pruned."""
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -64,6 +65,9 @@ def test_optuna_sweep_records_failures_resumes_and_prunes(tmp_path, capsys):
     assert s2["trials"][:3] == s["trials"]  # the earlier trials are kept, not re-run
     assert s2["pruned"] == [3] and s2["best"] == best
     assert (sweep_dir / "3").is_dir() and not (sweep_dir / "3" / "results.json").exists()
+    records = {n: json.loads((sweep_dir / n / "metrics.json").read_text()) for n in ("0", "3")}
+    assert records["0"]["status"] == "failed" and records["0"]["error"]  # written by RunRecord on the exception
+    assert records["3"]["status"] == "pruned" and records["3"]["error"].startswith("TrialPruned")
     with sqlite3.connect(db) as con:
         assert con.execute("select count(*) from trials").fetchone()[0] == 4
 

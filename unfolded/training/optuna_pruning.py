@@ -28,8 +28,11 @@ class OptunaPruning(pl.Callback):
         value = float(trainer.callback_metrics[self.monitor])
         if not math.isfinite(value):
             return  # the job fails (non-finite metric): the sweeper records that
-        self.trial.report(value, step=trainer.global_step)
-        if self.trial.should_prune():
+        prune = False
+        if trainer.is_global_zero:  # one report; every process (DDP) gets the same decision
+            self.trial.report(value, step=trainer.global_step)
+            prune = self.trial.should_prune()
+        if trainer.strategy.broadcast(prune, src=0):
             import optuna
 
             raise optuna.TrialPruned(f"{self.monitor} = {value:.4g} at step {trainer.global_step}")

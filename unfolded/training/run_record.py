@@ -51,6 +51,8 @@ class RunRecord(pl.Callback):
         return Path(self.output_dir or trainer.default_root_dir)
 
     def _write(self, trainer, pl_module, status: str, error: str | None = None) -> None:
+        if not trainer.is_global_zero:  # one writer under DDP
+            return
         history = next((cb for cb in trainer.callbacks if isinstance(cb, MetricHistory)), None)
         ckpt = trainer.checkpoint_callback
         best = None
@@ -93,7 +95,7 @@ class RunRecord(pl.Callback):
         from PIL import Image
 
         rec = next((r for r in getattr(pl_module, "test_records", []) if "images" in r), None)
-        if rec is None:
+        if rec is None or not trainer.is_global_zero:
             return
         folder = self._folder(trainer) / EXAMPLES_DIR
         for name, img in rec["images"].items():

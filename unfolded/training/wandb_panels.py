@@ -32,6 +32,8 @@ class WandbPanels(pl.Callback):
 
     @staticmethod
     def _loggers(trainer) -> list[WandbLogger]:
+        if not trainer.is_global_zero:  # wandb logs from rank 0 only
+            return []
         return [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
 
     @staticmethod
