@@ -238,10 +238,13 @@ def save_figure(runs: list[Run], path: Path, title: str, max_examples: int = 6,
     if len(shown) > max_examples:  # the best runs by value
         shown = sorted(shown, key=lambda r: -(r.value if r.value is not None else -math.inf))[:max_examples]
     table_h = 0.25 + 0.22 * (len(rows) + 1)
-    fig = plt.figure(figsize=(max(14, 1.9 * len(header)), table_h + 3.4 + (2.9 if shown else 0)))
-    grid = fig.add_gridspec(3, 1, height_ratios=[table_h, 3.4, 2.9 if shown else 0.01], hspace=0.45)
     subtitle = optuna_line(optuna_summary)
-    fig.suptitle(title + ("\n" + subtitle if subtitle else ""), fontsize=10, y=1.0 + 0.012 * subtitle.count("\n"))
+    title_lines = 1 + (subtitle.count("\n") + 1 if subtitle else 0)
+    height = table_h + 3.4 + (2.9 if shown else 0) + 0.2 * title_lines
+    fig = plt.figure(figsize=(max(14, 1.9 * len(header)), height))
+    grid = fig.add_gridspec(3, 1, height_ratios=[table_h, 3.4, 2.9 if shown else 0.01], hspace=0.45,
+                            top=1 - (0.1 + 0.2 * title_lines) / height, bottom=0.02)
+    fig.suptitle(title + ("\n" + subtitle if subtitle else ""), fontsize=10, y=0.995, va="top")
 
     ax = fig.add_subplot(grid[0])
     ax.axis("off")
