@@ -3,7 +3,7 @@ PY      := .venv/bin/python
 STAMP   := .venv/.installed
 TORCH   := torch==2.13.0
 
-.PHONY: install train test test-full lint bench clean
+.PHONY: install train test test-full lint bench clean sweep report dashboard
 
 install: $(STAMP)
 
@@ -26,6 +26,20 @@ test-full: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check unfolded tests benchmarks train.py
+
+# Optuna search (docs/SWEEPS.md); extra overrides with ARGS, e.g. make sweep ARGS="hydra.sweeper.n_trials=50"
+sweep: $(STAMP)
+	$(PY) train.py hparams_search=optuna $(ARGS)
+
+# compare.png + compare.html of a run or multirun folder: make report DIR=logs/train/multiruns/<date>_<time>
+report: $(STAMP)
+	@test -n "$(DIR)" || (echo "usage: make report DIR=<run or multirun folder>" && exit 2)
+	$(PY) -m unfolded.training.compare $(DIR)
+
+# browse an Optuna study: make dashboard DIR=<sweep folder> (needs `pip install optuna-dashboard`)
+dashboard: $(STAMP)
+	@test -n "$(DIR)" || (echo "usage: make dashboard DIR=<sweep folder with optuna.db>" && exit 2)
+	.venv/bin/optuna-dashboard sqlite:///$(abspath $(DIR))/optuna.db
 
 bench: $(STAMP)
 	cd benchmarks && ../$(PY) run_all.py

@@ -1,0 +1,108 @@
+"""`metrics.json` and `examples/*.png` in a run's folder: what `python -m unfolded.training.compare` reads
+to compare runs without wandb (status, validation history, final metrics, example test images).
+
+Written atomically after training, after testing, and when a run fails (status `failed` and the error).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+
+from .callbacks import MetricHistory, _to_uint8
+
+RECORD_FILE = "metrics.json"
+EXAMPLES_DIR = "examples"
+
+
+def _atomic_write(path: Path, write) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def _number(v):
+    v = float(v)
+    return v if math.isfinite(v) else str(v)  # JSON has no NaN/inf
+
+
+class RunRecord(pl.Callback):
+    def __init__(self, output_dir: str | None = None, monitor: str | None = "val/psnr_interior"):
+        self.output_dir, self.monitor = output_dir, monitor
+        self.fit_metrics: dict[str, float] = {}
+
+    def _folder(self, trainer) -> Path:
+        return Path(self.output_dir or trainer.default_root_dir)
+
+    def _write(self, trainer, pl_module, status: str, error: str | None = None) -> None:
+        if not trainer.is_global_zero:  # one writer under DDP
+            return
+        history = next((cb for cb in trainer.callbacks if isinstance(cb, MetricHistory)), None)
+        ckpt = trainer.checkpoint_callback
+        best = None
+        if ckpt is not None and ckpt.monitor == self.monitor and ckpt.best_model_score is not None:
+            best = float(ckpt.best_model_score)
+        elif self.monitor in self.fit_metrics:
+            best = self.fit_metrics[self.monitor]
+        record = {
+            "status": status,
+            "error": error,
+            "global_step": int(pl_module.trained_steps) if hasattr(pl_module, "trained_steps") else None,
+            "monitor": self.monitor,
+            "best": None if best is None else _number(best),
+            "metrics": {k: _number(v) for k, v in {**self.fit_metrics, **self._metrics(trainer)}.items()},
+            "history": history.state_dict() if history else None,
+        }
+        text = json.dumps(record, indent=1).encode()
+        _atomic_write(self._folder(trainer) / RECORD_FILE, lambda f: f.write(text))
+
+    @staticmethod
+    def _metrics(trainer) -> dict[str, float]:
+        return {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self.fit_metrics = self._metrics(trainer)
+        self._write(trainer, pl_module, "trained")
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self._write(trainer, pl_module, "completed")
+        self._save_examples(trainer, pl_module)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        lines = str(exception).strip().splitlines()
+        name = type(exception).__name__
+        status = "pruned" if name == "TrialPruned" else "failed"  # stopped by an Optuna sweep's pruner
+        self._write(trainer, pl_module, status, f"{name}: {lines[-1] if lines else ''}")
+
+    def _save_examples(self, trainer, pl_module) -> None:
+        """The first test image of the report: measurement, reconstructions and target as PNGs."""
+        from PIL import Image
+
+        rec = next((r for r in getattr(pl_module, "test_records", []) if "images" in r), None)
+        if rec is None or not trainer.is_global_zero:
+            return
+        folder = self._folder(trainer) / EXAMPLES_DIR
+        for name, img in rec["images"].items():
+            arr = _to_uint8(img)
+            arr = arr[..., 0] if arr.shape[-1] == 1 else arr
+            _atomic_write(folder / f"{name}.png", lambda f, a=arr: Image.fromarray(np.ascontiguousarray(a)).save(
+                f, format="PNG"))
+        caption = {"image": rec["name"], **{k: _number(v) for k, v in rec.items() if k.endswith("psnr")}}
+        text = json.dumps(caption, indent=1).encode()
+        _atomic_write(folder / "examples.json", lambda f: f.write(text))
