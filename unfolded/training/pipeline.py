@@ -48,6 +48,9 @@ def build_physics(cfg: DictConfig) -> PhysicsBank:
 
 
 def build_model(cfg: DictConfig) -> torch.nn.Module:
+    """A predefined architecture (`model` group), or an algorithm (`algo`) with its `prior` and `deq`."""
+    if cfg.get("model") is not None:
+        return build(cfg.model, "model")
     prior = build(cfg.prior, "prior") if cfg.get("prior") else None
     deq = None
     if cfg.get("deq"):
