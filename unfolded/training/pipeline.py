@@ -43,7 +43,11 @@ def build_physics(cfg: DictConfig) -> PhysicsBank:
     node = cfg.physics
     if "img_size" in node and node.img_size is None:
         # Built per image size (training crops and test images get their own operator).
-        return PhysicsBank(factory=lambda size: build(node, "physics", img_size=list(size)))
+        bank = PhysicsBank(factory=lambda size: build(node, "physics", img_size=list(size)))
+        data = cfg.get("data") or {}
+        if data.get("channels") and data.get("crop_size"):
+            bank.example((int(data.channels), int(data.crop_size), int(data.crop_size)))  # bad settings fail now
+        return bank
     return PhysicsBank(physics=build(node, "physics"))
 
 
