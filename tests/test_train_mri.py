@@ -133,6 +133,9 @@ def test_tikhonov_baseline_centres_on_the_image_mean_for_mri():
     (["model=pdnet", "physics=mri", "model.channels=1"], r"model\.channels=1"),
     (["model=modl", "+model.num_iters=3"], r"unknown key 'model\.num_iters'"),
     (["model=modl", "physics=mri", "physics.mask.pattern=radial"], r"cannot build physics.*radial"),
+    (["physics=mri", "data=bundled"], r"MRI physics needs complex images: data.channels=2"),
+    (["model=e2e_varnet", "physics=blur"], r"e2e-varnet needs MRI physics"),
+    (["model=pdnet", "physics=mri_multicoil"], r"pdnet needs 4-D measurements"),
 ])
 def test_config_errors(overrides, match, tmp_path):
     with pytest.raises(ConfigError, match=match) as info:

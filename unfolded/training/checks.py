@@ -104,6 +104,7 @@ def check_config(cfg: DictConfig) -> None:
                     raise ConfigError(f"{group}.{key} is set by train.py from the '{key.lower()}' group; remove it")
     _check_trainable(cfg)
     _check_channels(cfg)
+    _check_mri(cfg)
     if not cfg.get("train", True) and not cfg.get("test", True):
         raise ConfigError("train=false and test=false: nothing to do")
     ckpt = cfg.get("ckpt_path")
@@ -162,6 +163,27 @@ def _check_channels(cfg: DictConfig) -> None:
     for where, value in checked:
         if value is not None and int(value) != channels:
             raise ConfigError(f"image channels (data.channels={channels}) != model channels ({where}={value})")
+
+
+def _check_mri(cfg: DictConfig) -> None:
+    """MRI works on complex images (2 channels); some models need a particular kind of physics."""
+    from unfolded.models import PDNet, VarNet
+    from unfolded.physics import MRI, MultiCoilMRI
+
+    physics, model, data = cfg.get("physics"), cfg.get("model"), cfg.get("data")
+    p_cls = _locate(str(physics._target_), "physics") if physics is not None and "_target_" in physics else None
+    m_cls = _locate(str(model._target_), "model") if model is not None and "_target_" in model else None
+    is_mri = isinstance(p_cls, type) and issubclass(p_cls, (MRI, MultiCoilMRI))
+    if is_mri and data is not None and data.get("channels") is not None and int(data.channels) != 2:
+        raise ConfigError(f"MRI physics needs complex images: data.channels=2 (as in data=mri), got "
+                          f"data.channels={data.channels}")
+    if not isinstance(m_cls, type) or p_cls is None:
+        return
+    if issubclass(m_cls, VarNet) and model.get("mode") == "e2e-varnet" and not is_mri:
+        raise ConfigError(f"model.mode=e2e-varnet needs MRI physics (physics=mri or mri_multicoil), got "
+                          f"{physics._target_}")
+    if issubclass(m_cls, PDNet) and isinstance(p_cls, type) and issubclass(p_cls, MultiCoilMRI):
+        raise ConfigError("model=pdnet needs 4-D measurements; multi-coil k-space is 5-D: use physics=mri")
 
 
 def check_checkpoint(path: str, module) -> None:
