@@ -153,3 +153,15 @@ def test_modl_mri_experiment_beats_zero_filled(tmp_path):
           [(r["name"], round(r["model/psnr"], 2), round(r["adjoint/psnr"], 2)) for r in images])
     assert metrics["test/gain/psnr_vs_adjoint"] > 0.5
     assert images[0]["name"] == "mri_slice" and images[0]["model/psnr"] > images[0]["adjoint/psnr"] + 0.5
+
+
+def test_checkpoint_of_a_model_is_evaluated_and_checked(tmp_path):
+    small = ["model=modl", "physics=mri", "model.num_iter=2", "model.denoiser.depth=3", "debug=fast",
+             "trainer.fast_dev_run=false", "trainer.max_steps=2", "trainer.val_check_interval=2", *QUIET]
+    run(compose([*small, "test=false"], tmp_path / "train"))
+    last = tmp_path / "train" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=False)["unfolded_config"]["model"]["num_iter"] == 2
+    _, metrics = run(compose([*small, "train=false", f"ckpt_path={last}"], tmp_path / "eval"))
+    assert metrics["global_step"] == 2 and np.isfinite(metrics["test/psnr"])
+    with pytest.raises(ConfigError, match="saved with model=unfolded.models.MoDL"):
+        run(compose(["model=varnet", "physics=mri", "train=false", f"ckpt_path={last}", *FAST], tmp_path / "x"))
