@@ -163,8 +163,8 @@ CASES = [
     # --- command line: data ---
     ("cli-channels-mismatch", cli("prior.denoiser.in_channels=3", "prior.denoiser.out_channels=3"), ConfigError,
      r"image channels \(data.channels=1\) != model channels \(prior.denoiser.in_channels=3\)"),
-    ("cli-bad-channels", cli("data.channels=2", "prior.denoiser.in_channels=2", "prior.denoiser.out_channels=2"),
-     ConfigError, r"data.channels must be 1 \(grayscale\) or 3 \(colour\), got 2"),
+    ("cli-bad-channels", cli("data.channels=4", "prior.denoiser.in_channels=4", "prior.denoiser.out_channels=4"),
+     ConfigError, r"data.channels must be 1 \(grayscale\), 2 \(complex, for MRI\) or 3 \(colour\), got 4"),
     ("cli-unknown-bundled-image", cli("data.test_images=[cameraman]"), ConfigError,
      r"unknown bundled image\(s\) \['cameraman'\] in data.test_images; available: .*camera"),
     ("cli-folder-not-given", cli("data=folder"), ConfigError, r"data=folder needs data.path=/path/to/images"),

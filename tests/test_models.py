@@ -68,9 +68,13 @@ def test_hyperparameters_and_solver_log():
     model(physics(complex_image()), physics)
     assert model.solver_log.summary()["cg_forward/solves"] == 3
     x = complex_image()
-    for m in (model, VarNet(num_cascades=2), PDNet(2, channels=2)):
-        out, metrics = m(MRI(random_mask((16, 16), 4))(x), MRI(random_mask((16, 16), 4)), x_gt=x, compute_metrics=True)
-        assert out.shape == x.shape and metrics["psnr"].shape == (1, 2)
+    physics = MRI(random_mask((16, 16), 4))
+    for m, k in ((model, 3), (VarNet(num_cascades=2), 2), (VarNet(num_cascades=2, mode="e2e-varnet"), 2),
+                 (PDNet(2, channels=2), 2)):
+        out, metrics = m(physics(x), physics, x_gt=x, compute_metrics=True)
+        assert out.shape == x.shape and metrics["psnr"].shape == (k, 2)  # one row per iteration / cascade
+        assert torch.allclose(metrics["psnr"][-1], psnr(magnitude(out), magnitude(x)))  # the last is the output's
+        assert m(physics(x), physics, compute_metrics=True)[1] == {}
 
 
 def test_modl_ends_on_data_consistency(float64):

@@ -152,3 +152,29 @@ def test_bad_shapes_and_args():
     multi = MultiCoilMRI(torch.ones(8, 8), torch.ones(3, 2, 8, 8, dtype=torch.complex64))
     with pytest.raises(ValueError, match="batch"):
         multi.A(torch.randn(2, 2, 8, 8))
+
+
+def test_cartesian_mask_names_the_pattern():
+    from unfolded.physics.mri import cartesian_mask
+
+    assert torch.equal(cartesian_mask((8, 64), "random", 4, seed=3), random_mask((8, 64), 4, seed=3))
+    assert torch.equal(cartesian_mask((8, 64), "equispaced", 8), equispaced_mask((8, 64), 8))
+    with pytest.raises(ValueError, match="'random' or 'equispaced'"):
+        cartesian_mask((8, 64), "radial")
+
+
+def test_mask_as_a_function_of_the_image_size():
+    """What configurations use: one mask recipe, an operator per image size (sizes from a config list)."""
+    from functools import partial
+
+    from omegaconf import ListConfig
+
+    from unfolded.physics.mri import cartesian_mask
+
+    recipe = partial(cartesian_mask, acceleration=4, seed=0)
+    for size in ((2, 16, 24), [2, 32, 32], ListConfig([2, 8, 40])):
+        for physics in (MRI(recipe, img_size=size), MultiCoilMRI(recipe, 2, img_size=size)):
+            assert torch.equal(physics.mask[0, 0], random_mask(tuple(size), 4, seed=0))
+    with pytest.raises(ValueError, match="needs img_size"):
+        MRI(recipe)
+    assert torch.equal(MRI(img_size=ListConfig([2, 4, 6])).mask[0, 0], torch.ones(4, 6))

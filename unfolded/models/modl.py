@@ -55,9 +55,24 @@ class MoDL(nn.Module):
         check_physics("MoDL", physics)
         x = physics.A_adjoint(y) if init is None else init
         gamma = 1 / self.lambda_dc[0]
+        trace = IterateMetrics(x_gt if compute_metrics else None)
         with record_solves(self.solver_log):
             for _ in range(self.num_iter):
                 x = physics.prox_l2(self.denoiser(x), y, gamma)
-        if compute_metrics:
-            return x, ({"psnr": psnr(magnitude(x), magnitude(x_gt))[None]} if x_gt is not None else {})
-        return x
+                trace.add(x)
+        return (x, trace.result()) if compute_metrics else x
+
+
+class IterateMetrics:
+    """PSNR (of magnitudes, for complex images) of every iterate against x_gt, as the algorithms report
+    it: `result()` is {"psnr": (K, B)}, or {} without x_gt."""
+
+    def __init__(self, x_gt: Tensor | None):
+        self.x_gt, self.psnr = x_gt, []
+
+    def add(self, x: Tensor) -> None:
+        if self.x_gt is not None:
+            self.psnr.append(psnr(magnitude(x), magnitude(self.x_gt)))
+
+    def result(self) -> dict[str, Tensor]:
+        return {"psnr": torch.stack(self.psnr)} if self.psnr else {}

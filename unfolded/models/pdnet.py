@@ -13,10 +13,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..metrics import psnr
 from ..physics.base import LinearPhysics, check_physics
 from ..solvers.cg import SolverLog
-from .modl import magnitude
+from .modl import IterateMetrics
 
 
 def _cnn(in_channels: int, out_channels: int, depth: int, bias: bool, nf: int) -> nn.Sequential:
@@ -105,10 +104,10 @@ class PDNet(nn.Module):
         x0 = physics.A_adjoint(y) if init is None else init
         f = torch.cat((x0, x0.new_zeros(x0.shape[0], c * (m - 1), *x0.shape[2:])), dim=1)
         h = y.new_zeros(y.shape[0], c * m, *y.shape[2:])
+        trace = IterateMetrics(x_gt if compute_metrics else None)
         for primal, dual in zip(self.primal_blocks, self.dual_blocks):
             h = dual(h, physics.A(f[:, :c]), y)
             f = primal(f, physics.A_adjoint(h[:, :c]))
+            trace.add(f[:, :c])
         x = f[:, :c]
-        if compute_metrics:
-            return x, ({"psnr": psnr(magnitude(x), magnitude(x_gt))[None]} if x_gt is not None else {})
-        return x
+        return (x, trace.result()) if compute_metrics else x

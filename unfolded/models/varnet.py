@@ -15,12 +15,11 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from ..metrics import psnr
 from ..physics.base import LinearPhysics, check_physics
 from ..physics.mri import MRI, MultiCoilMRI, fft2c, ifft2c, to_complex, to_real
 from ..solvers.cg import SolverLog
 from .dncnn import DnCNN
-from .modl import magnitude
+from .modl import IterateMetrics
 
 
 class SensitivityModel(nn.Module):
@@ -94,18 +93,18 @@ class VarNet(nn.Module):
     def forward(self, y: Tensor, physics: LinearPhysics, init: Tensor | None = None, x_gt: Tensor | None = None,
                 compute_metrics: bool = False, **kwargs):
         check_physics("VarNet", physics)
-        x = self._varnet(y, physics, init) if self.mode == "varnet" else self._e2e(y, physics, init)
-        if compute_metrics:
-            return x, ({"psnr": psnr(magnitude(x), magnitude(x_gt))[None]} if x_gt is not None else {})
-        return x
+        trace = IterateMetrics(x_gt if compute_metrics else None)
+        x = self._varnet(y, physics, init, trace) if self.mode == "varnet" else self._e2e(y, physics, init, trace)
+        return (x, trace.result()) if compute_metrics else x
 
-    def _varnet(self, y, physics, init):
+    def _varnet(self, y, physics, init, trace):
         x = physics.A_adjoint(y) if init is None else init
         for t, D in enumerate(self.denoisers):
             x = D(x) - self.dc_weight[t] * physics.A_adjoint(physics.A(x) - y)  # = x − ηAᵀ(Ax−y) − (x − D(x))
+            trace.add(x)
         return x
 
-    def _e2e(self, y, physics, init):
+    def _e2e(self, y, physics, init, trace):
         if not isinstance(physics, (MRI, MultiCoilMRI)):
             raise TypeError("VarNet: mode='e2e-varnet' needs MRI or MultiCoilMRI physics, got "
                             f"{type(physics).__name__}")
@@ -126,4 +125,6 @@ class VarNet(nn.Module):
         for t, D in enumerate(self.denoisers):
             image = reduce(k)
             k = k - self.dc_weight[t] * mask * (k - y) + expand(D(image) - image)
+            if trace.x_gt is not None:
+                trace.add(reduce(k))
         return reduce(k)

@@ -8,6 +8,7 @@ F is the centred, orthonormal 2-D FFT (unitary, so Fᴴ = F⁻¹ and the adjoint
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -35,8 +36,13 @@ def ifft2c(z: Tensor) -> Tensor:
 
 
 # --- sampling masks -------------------------------------------------------------------------------
+def _is_size(img_size) -> bool:
+    """A sequence of at least two integers (tuple, list, torch.Size, or a config's list)."""
+    return isinstance(img_size, Sequence) and not isinstance(img_size, str) and len(img_size) >= 2
+
+
 def _mask_args(img_size, acceleration, center_fraction) -> tuple[int, int, int]:
-    if not isinstance(img_size, (tuple, list, torch.Size)) or len(img_size) < 2:
+    if not _is_size(img_size):
         raise ValueError(f"img_size must be a tuple ending with (H, W), got {img_size!r}")
     H, W = (int(s) for s in tuple(img_size)[-2:])
     if not float(acceleration) >= 1:
@@ -80,9 +86,30 @@ def equispaced_mask(img_size, acceleration: float = 4, center_fraction: float | 
     return _columns_to_mask(H, W, columns.clamp(0, W - 1), num_low)
 
 
+def cartesian_mask(img_size, pattern: str = "random", acceleration: float = 4, center_fraction: float | None = None,
+                   seed: int | None = 0) -> Tensor:
+    """`random_mask` (seeded by `seed`) or `equispaced_mask` (`seed` unused), by name: one function for
+    configuration files, where the pattern is a setting (`physics.mask.pattern=equispaced`)."""
+    if pattern == "random":
+        return random_mask(img_size, acceleration, center_fraction, seed)
+    if pattern == "equispaced":
+        return equispaced_mask(img_size, acceleration, center_fraction)
+    raise ValueError(f"mask pattern must be 'random' or 'equispaced', got {pattern!r}")
+
+
 # --- operators ------------------------------------------------------------------------------------
+def _resolve_mask(mask, img_size, who: str):
+    """A mask may be given as a function of the image size (e.g. a partial `cartesian_mask`), so that one
+    configuration builds operators for images of any size."""
+    if callable(mask) and not isinstance(mask, Tensor):
+        if img_size is None:
+            raise ValueError(f"{who}: a mask given as a function needs img_size")
+        mask = mask(tuple(int(s) for s in img_size))
+    return mask
+
+
 def _full_mask(img_size, who: str) -> Tensor:
-    if not isinstance(img_size, (tuple, list, torch.Size)) or len(img_size) < 2:
+    if not _is_size(img_size):
         raise ValueError(f"{who}: give a mask, or img_size ending with (H, W) for full sampling, got "
                          f"img_size={img_size!r}")
     return torch.ones(tuple(img_size)[-2:])
@@ -109,13 +136,15 @@ def _normalise_mask(mask: Tensor) -> Tensor:
 class MRI(LinearPhysics):
     """Single-coil Cartesian MRI: y = M ⊙ F x, x and y of shape (B, 2, H, W).
 
-    `mask` (H, W), (C, H, W) or (B, C, H, W); without one, full sampling of `img_size` (…, H, W).
+    `mask` (H, W), (C, H, W) or (B, C, H, W), or a function img_size -> mask; without one, full sampling
+    of `img_size` (…, H, W).
     AᵀA = Fᴴ M² F is diagonal in k-space, so the prox has a closed form.
     """
 
     def __init__(self, mask: Tensor | None = None, img_size=None, noise_model: nn.Module | None = None,
                  device="cpu", **kwargs):
         super().__init__(noise_model=noise_model, **kwargs)
+        mask = _resolve_mask(mask, img_size, "MRI")
         if mask is None:
             mask = _full_mask(img_size, "MRI")
         mask = _normalise_mask(mask)
@@ -184,7 +213,8 @@ def birdcage_maps(img_size, num_coils: int = 4, width: float = 0.5) -> Tensor:
 class MultiCoilMRI(LinearPhysics):
     """Parallel imaging: yₙ = M ⊙ F(Sₙ x) for N coils; x (B, 2, H, W), y (B, 2, N, H, W).
 
-    `coil_maps` is a complex tensor (N, H, W) or (B, N, H, W), or an integer N for `birdcage_maps`.
+    `mask` as for `MRI`. `coil_maps` is a complex tensor (N, H, W) or (B, N, H, W), or an integer N for
+    `birdcage_maps`.
     A and Aᵀ accept `coil_maps=` overrides (maps estimated by a network, with gradients). The prox is
     solved by CG (no closed form once the coils couple the pixels).
     """
@@ -192,6 +222,7 @@ class MultiCoilMRI(LinearPhysics):
     def __init__(self, mask: Tensor | None = None, coil_maps=None, img_size=None,
                  noise_model: nn.Module | None = None, device="cpu", **kwargs):
         super().__init__(noise_model=noise_model, **kwargs)
+        mask = _resolve_mask(mask, img_size, "MultiCoilMRI")
         if mask is None:
             mask = _full_mask(img_size, "MultiCoilMRI")
         mask = _normalise_mask(mask)

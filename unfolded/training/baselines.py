@@ -1,8 +1,10 @@
 """Classical baselines every test report shows (SPEC §9): Aᵀy and mean-centred Tikhonov.
 
 Tikhonov: x = argmin ½‖Ax − y‖² + λ/2‖x − m‖² = `physics.prox_l2(m·1, y, 1/λ)`, m the mean of y,
-solved to a tight tolerance; λ is chosen on the validation images over a log grid (coarse, then fine
-around the best), maximising the interior PSNR (which is the full PSNR unless the blur is `valid`).
+solved to a tight tolerance. For MRI, y is k-space: m is then the mean of the zero-filled image Aᵀy
+per channel (a complex constant; the k-space centre is sampled, so this is the image's mean).
+λ is chosen on the validation images over a log grid (coarse, then fine around the best), maximising
+the interior PSNR (which is the full PSNR unless the blur is `valid`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor
 
-from .metrics import crop, interior_margin, psnr
+from .metrics import crop, interior_margin, measures_kspace, psnr
 
 
 def adjoint(physics, y: Tensor) -> Tensor:
@@ -23,13 +25,19 @@ def adjoint(physics, y: Tensor) -> Tensor:
 
 def tikhonov(physics, y: Tensor, x_shape: torch.Size, lam: float, tol: float = 1e-8,
              max_iter: int = 2000) -> Tensor:
-    """Mean-centred Tikhonov least squares for one batch (m = per-sample mean of y)."""
-    m = y.mean(dim=tuple(range(1, y.dim())), keepdim=True)
-    z = m.reshape(-1, *([1] * (len(x_shape) - 1))) * torch.ones(x_shape, dtype=y.dtype, device=y.device)
+    """Mean-centred Tikhonov least squares for one batch (m = per-sample mean of y, see above for MRI)."""
+    z = prior_mean(physics, y) * torch.ones(x_shape, dtype=y.dtype, device=y.device)
     with warnings.catch_warnings():
         # Very small λ on the grid may not reach 1e-8 in max_iter steps; it then simply scores worse.
         warnings.filterwarnings("ignore", message=".*converge.*")
         return physics.prox_l2(z, y, 1.0 / lam, tol=tol, max_iter=max_iter)
+
+
+def prior_mean(physics, y: Tensor) -> Tensor:
+    """m of the Tikhonov prior, shaped to broadcast against a batch of images."""
+    if measures_kspace(physics):
+        return physics.A_adjoint(y).mean(dim=(-2, -1), keepdim=True)  # (B, 2, 1, 1)
+    return y.mean(dim=tuple(range(1, y.dim()))).reshape(-1, 1, 1, 1)
 
 
 def tune_tikhonov(

@@ -4,6 +4,7 @@
 - the top level holds only known keys;
 - trainable parameter names are known ones;
 - image channels equal the denoiser's channels;
+- a predefined `model` (MoDL, VarNet, PDNet) replaces the `algo` + `prior` (+ `deq`) pair: not both;
 - a checkpoint to resume from or to evaluate fits the model built from the configuration.
 (Data checks — missing/empty folder, crop larger than the images — live in `data.py`.)
 """
@@ -19,7 +20,7 @@ from .errors import ConfigError
 
 TOP_LEVEL_KEYS = {
     "task_name", "tags", "seed", "train", "test", "ckpt_path", "optimized_metric", "module", "data", "physics",
-    "prior", "algo", "deq", "trainer", "logger", "callbacks", "paths", "hydra",
+    "prior", "algo", "deq", "model", "trainer", "logger", "callbacks", "paths", "hydra",
 }
 HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
 TRAINABLE = {"stepsize", "sigma_denoiser", "lambda_reg", "beta", "g_param", "lambda"}
@@ -90,7 +91,8 @@ def check_config(cfg: DictConfig) -> None:
     extra = {str(k) for k in cfg.keys()} - TOP_LEVEL_KEYS
     if extra:
         raise ConfigError(f"unknown top-level key '{sorted(extra)[0]}'; known: {', '.join(sorted(TOP_LEVEL_KEYS))}")
-    for group in ("data", "physics", "prior", "algo", "deq", "module", "trainer", "logger", "callbacks"):
+    _check_model_or_algo(cfg)
+    for group in ("data", "physics", "prior", "algo", "deq", "model", "module", "trainer", "logger", "callbacks"):
         node = cfg.get(group)
         if node is not None:
             check_targets(cfg._get_node(group), group)
@@ -102,6 +104,7 @@ def check_config(cfg: DictConfig) -> None:
                     raise ConfigError(f"{group}.{key} is set by train.py from the '{key.lower()}' group; remove it")
     _check_trainable(cfg)
     _check_channels(cfg)
+    _check_mri(cfg)
     if not cfg.get("train", True) and not cfg.get("test", True):
         raise ConfigError("train=false and test=false: nothing to do")
     ckpt = cfg.get("ckpt_path")
@@ -125,22 +128,62 @@ def _check_trainable(cfg: DictConfig) -> None:
                               f"{', '.join(sorted(valid - {'g_param', 'lambda'}))} (aliases: g_param, lambda)")
 
 
-def _denoiser_node(cfg: DictConfig):
-    prior = cfg.get("prior")
-    if isinstance(prior, DictConfig) and isinstance(prior.get("denoiser"), DictConfig):
-        return prior.denoiser
+def _check_model_or_algo(cfg: DictConfig) -> None:
+    if cfg.get("model") is None:
+        if cfg.get("algo") is None:
+            raise ConfigError("no model: choose algo=... (with prior=...) or model=... (modl, varnet, e2e_varnet, "
+                              "pdnet)")
+        return
+    both = [g for g in ("algo", "prior", "deq") if cfg.get(g)]
+    if both:
+        raise ConfigError(f"model=... replaces algo, prior and deq; remove {', '.join(f'{g}=...' for g in both)} "
+                          "(or drop model=... to use them)")
+
+
+def _denoiser_node(cfg: DictConfig) -> tuple[str, DictConfig] | None:
+    for group in ("prior", "model"):
+        node = cfg.get(group)
+        if isinstance(node, DictConfig) and isinstance(node.get("denoiser"), DictConfig):
+            return f"{group}.denoiser", node.denoiser
     return None
 
 
 def _check_channels(cfg: DictConfig) -> None:
-    data, den = cfg.get("data"), _denoiser_node(cfg)
-    if data is None or den is None or data.get("channels") is None:
+    data, found = cfg.get("data"), _denoiser_node(cfg)
+    if data is None or data.get("channels") is None:
         return
     channels = int(data.channels)
-    for key in ("in_channels", "out_channels"):
-        if key in den and den.get(key) is not None and int(den.get(key)) != channels:
-            raise ConfigError(f"image channels (data.channels={channels}) != model channels "
-                              f"(prior.denoiser.{key}={den.get(key)})")
+    checked = []
+    if found is not None:
+        where, den = found
+        checked = [(f"{where}.{key}", den.get(key)) for key in ("in_channels", "out_channels") if key in den]
+    model = cfg.get("model")
+    if isinstance(model, DictConfig) and "channels" in model:  # PDNet
+        checked.append(("model.channels", model.get("channels")))
+    for where, value in checked:
+        if value is not None and int(value) != channels:
+            raise ConfigError(f"image channels (data.channels={channels}) != model channels ({where}={value})")
+
+
+def _check_mri(cfg: DictConfig) -> None:
+    """MRI works on complex images (2 channels); some models need a particular kind of physics."""
+    from unfolded.models import PDNet, VarNet
+    from unfolded.physics import MRI, MultiCoilMRI
+
+    physics, model, data = cfg.get("physics"), cfg.get("model"), cfg.get("data")
+    p_cls = _locate(str(physics._target_), "physics") if physics is not None and "_target_" in physics else None
+    m_cls = _locate(str(model._target_), "model") if model is not None and "_target_" in model else None
+    is_mri = isinstance(p_cls, type) and issubclass(p_cls, (MRI, MultiCoilMRI))
+    if is_mri and data is not None and data.get("channels") is not None and int(data.channels) != 2:
+        raise ConfigError(f"MRI physics needs complex images: data.channels=2 (as in data=mri), got "
+                          f"data.channels={data.channels}")
+    if not isinstance(m_cls, type) or p_cls is None:
+        return
+    if issubclass(m_cls, VarNet) and model.get("mode") == "e2e-varnet" and not is_mri:
+        raise ConfigError(f"model.mode=e2e-varnet needs MRI physics (physics=mri or mri_multicoil), got "
+                          f"{physics._target_}")
+    if issubclass(m_cls, PDNet) and isinstance(p_cls, type) and issubclass(p_cls, MultiCoilMRI):
+        raise ConfigError("model=pdnet needs 4-D measurements; multi-coil k-space is 5-D: use physics=mri")
 
 
 def check_checkpoint(path: str, module) -> None:
@@ -162,7 +205,8 @@ def check_checkpoint(path: str, module) -> None:
         saved = (ckpt.get("unfolded_config") or {})
         what = []
         if saved:
-            what.append("saved with algo=" + str((saved.get("algo") or {}).get("_target_", "?")))
+            group = "model" if saved.get("model") else "algo"
+            what.append(f"saved with {group}=" + str((saved.get(group) or {}).get("_target_", "?")))
         if missing:
             what.append(f"{len(missing)} missing key(s) e.g. {missing[0]}")
         if unexpected:

@@ -8,6 +8,9 @@ Training sample number n of a run (epoch·samples_per_epoch + place in the epoch
 (the training loader is resumable), and under DDP process r of w takes the samples r, r + w, ... of each
 global batch, so w processes with batch B see the samples of one process with batch w·B. Evaluation
 images are shared the same way (r, r + w, ...), without padding.
+
+`channels`: 1 grayscale, 3 colour, or 2 complex for MRI: a grayscale picture is the magnitude of a
+complex image with zero phase, stored as (real, imaginary) = (picture, 0).
 """
 
 from __future__ import annotations
@@ -24,6 +27,22 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from .errors import ConfigError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
+CHANNELS = "1 (grayscale), 2 (complex, for MRI) or 3 (colour)"
+
+
+def mri_slice() -> np.ndarray:
+    """The brain MRI slice shipped with matplotlib (`s1045.ima.gz`: 256x256 big-endian uint16), scaled
+    so that its maximum is 1 (float32)."""
+    import gzip
+
+    from matplotlib import cbook
+
+    with cbook.get_sample_data("s1045.ima.gz") as f:
+        raw = f.read()
+    if raw[:2] == b"\x1f\x8b":  # some matplotlib versions hand back the compressed stream
+        raw = gzip.decompress(raw)
+    img = np.frombuffer(raw, ">u2").reshape(256, 256).astype(np.float32)
+    return img / img.max()
 
 
 def _bundled_loaders() -> dict:
@@ -35,6 +54,7 @@ def _bundled_loaders() -> dict:
         "rocket", "text",
     )}
     loaders["motorcycle"] = lambda: sk.stereo_motorcycle()[0]
+    loaders["mri_slice"] = mri_slice  # matplotlib's, not scikit-image's
     return loaders
 
 
@@ -44,7 +64,8 @@ def bundled_names() -> list[str]:
 
 
 def to_tensor(img: np.ndarray, channels: int) -> Tensor:
-    """(H, W[, C]) array of any integer/float/bool type → (channels, H, W) float32 tensor in [0, 1]."""
+    """(H, W[, C]) array of any integer/float/bool type → (channels, H, W) float32 tensor in [0, 1]
+    (channels=2: the grayscale picture as the real part, zero imaginary part)."""
     img = np.asarray(img)
     if img.dtype == bool:
         img = img.astype(np.float32)
@@ -62,13 +83,16 @@ def to_tensor(img: np.ndarray, channels: int) -> Tensor:
         t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
     else:
         raise ConfigError(f"unsupported image array of shape {img.shape}")
-    if channels == 1 and t.shape[0] == 3:  # ITU-R 601 luma, as skimage.color.rgb2gray
+    if channels not in (1, 2, 3):
+        raise ConfigError(f"data.channels must be {CHANNELS}, got {channels}")
+    if channels in (1, 2) and t.shape[0] == 3:  # ITU-R 601 luma, as skimage.color.rgb2gray
         t = (0.2125 * t[0] + 0.7154 * t[1] + 0.0721 * t[2])[None]
     elif channels == 3 and t.shape[0] == 1:
         t = t.expand(3, -1, -1)
-    elif channels not in (1, 3):
-        raise ConfigError(f"data.channels must be 1 (grayscale) or 3 (colour), got {channels}")
-    return t.clamp(0, 1).contiguous()
+    t = t.clamp(0, 1)
+    if channels == 2:
+        t = torch.cat((t, torch.zeros_like(t)))
+    return t.contiguous()
 
 
 def resize_short_side(t: Tensor, size: int | None) -> Tensor:
@@ -189,8 +213,8 @@ class ImageDataModule(pl.LightningDataModule):
         seed: int | None = None,
     ):
         super().__init__()
-        if channels not in (1, 3):
-            raise ConfigError(f"data.channels must be 1 (grayscale) or 3 (colour), got {channels}")
+        if channels not in (1, 2, 3):
+            raise ConfigError(f"data.channels must be {CHANNELS}, got {channels}")
         self.channels, self.crop_size, self.image_size, self.eval_size = channels, crop_size, image_size, eval_size
         self.batch_size, self.samples_per_epoch = batch_size, samples_per_epoch
         self.flips, self.num_workers = flips, num_workers

@@ -2,6 +2,9 @@
 
 `interior` crops the ring that a `valid` blur barely measures: as many pixels on each side as the
 measurement is smaller than the image (filter size − 1); for other operators the ring is empty.
+
+Images with 2 channels are complex (real, imaginary), as in MRI (`data.channels=2`): their metrics,
+and the pictures shown in reports, are those of the magnitude image |x| (SPEC §9 then applies to |x|).
 """
 
 from __future__ import annotations
@@ -11,13 +14,42 @@ from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 
+def magnitude(x: Tensor) -> Tensor:
+    """|x| (B, 1, H, W) of a complex image (B, 2, H, W); any other image unchanged."""
+    return x.pow(2).sum(1, keepdim=True).sqrt() if x.dim() == 4 and x.shape[1] == 2 else x
+
+
+def display_image(t: Tensor, kspace: bool = False) -> Tensor:
+    """One image (C, H, W) as a picture with 1 or 3 channels in [0, 1]: the magnitude of a complex image;
+    with `kspace`, log(1 + |k|) scaled to [0, 1] (root-sum-of-squares over coils for (2, N, H, W))."""
+    t = t.detach().float()
+    if t.dim() == 4:  # multi-coil k-space (2, N, H, W)
+        t = t.pow(2).sum(dim=(0, 1)).sqrt()[None]
+    elif t.shape[0] == 2:
+        t = magnitude(t[None])[0]
+    if kspace:
+        t = torch.log1p(t / t.amax().clamp_min(1e-12) * 1e3)  # 60 dB of dynamic range
+        t = t / t.amax().clamp_min(1e-12)
+    return t.clamp(0, 1)
+
+
+def measures_kspace(physics) -> bool:
+    """True for MRI operators, whose measurements are k-space rather than images."""
+    from unfolded.physics.mri import MRI, MultiCoilMRI
+
+    return isinstance(physics, (MRI, MultiCoilMRI))
+
+
 def psnr(x_hat: Tensor, x: Tensor) -> Tensor:
-    """Per-image PSNR (B,) in dB of `x_hat` clamped to [0, 1] against `x`."""
+    """Per-image PSNR (B,) in dB of `x_hat` clamped to [0, 1] against `x` (magnitudes if complex)."""
+    x_hat, x = magnitude(x_hat), magnitude(x)
     return peak_signal_noise_ratio(x_hat.clamp(0, 1), x, data_range=1.0, reduction="none", dim=(1, 2, 3))
 
 
 def ssim(x_hat: Tensor, x: Tensor) -> Tensor:
-    """Per-image SSIM (B,) of `x_hat` clamped to [0, 1] against `x` (needs images of at least 11²)."""
+    """Per-image SSIM (B,) of `x_hat` clamped to [0, 1] against `x` (needs images of at least 11²;
+    magnitudes if complex)."""
+    x_hat, x = magnitude(x_hat), magnitude(x)
     return structural_similarity_index_measure(x_hat.clamp(0, 1), x, data_range=1.0, reduction="none")
 
 

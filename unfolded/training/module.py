@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from . import baselines
 from .errors import TrainingDiverged
-from .metrics import crop, image_metrics, interior_margin
+from .metrics import crop, display_image, image_metrics, interior_margin, measures_kspace
 from .physics_bank import PhysicsBank
 
 log = logging.getLogger(__name__)
@@ -330,8 +330,8 @@ class UnfoldedModule(pl.LightningModule):
             sums[0] += float(value.detach().double().sum())
             sums[1] += value.numel()
         if batch_idx == 0 and self.eval_index(0) == 0:
-            self.val_example = {"measurement": y[0].detach().cpu(), "reconstruction": x_hat[0].detach().cpu(),
-                                "target": x[0].detach().cpu()}
+            self.val_example = {"measurement": display_image(y[0], measures_kspace(physics)).cpu(),
+                                "reconstruction": display_image(x_hat[0]).cpu(), "target": display_image(x[0]).cpu()}
 
     def on_validation_epoch_end(self) -> None:
         """Mean of each metric over the validation images of all processes (exact, without the
@@ -369,8 +369,9 @@ class UnfoldedModule(pl.LightningModule):
             if per_iter is not None:
                 record["psnr_iter"] = per_iter[:, i].tolist()
             if index < self.num_report_images:
-                record["images"] = {"measurement": y[i].detach().cpu(), "target": x[i].detach().cpu(),
-                                    **{m: r[i].detach().cpu().clamp(0, 1) for m, r in recs.items()}}
+                record["images"] = {"measurement": display_image(y[i], measures_kspace(physics)).cpu(),
+                                    "target": display_image(x[i]).cpu(),
+                                    **{m: display_image(r[i]).cpu() for m, r in recs.items()}}
             self.test_records.append(record)
 
     def _gather_test_records(self) -> None:
@@ -395,6 +396,8 @@ class UnfoldedModule(pl.LightningModule):
         if "tikhonov/psnr" in summary:
             summary["gain/psnr"] = summary["model/psnr"] - summary["tikhonov/psnr"]
             summary["gain/psnr_interior"] = summary["model/psnr_interior"] - summary["tikhonov/psnr_interior"]
+        if "adjoint/psnr" in summary:  # Aᵀy: the zero-filled reconstruction for MRI
+            summary["gain/psnr_vs_adjoint"] = summary["model/psnr"] - summary["adjoint/psnr"]
         if self.tikhonov_lambda is not None:
             summary["tikhonov/lambda"] = self.tikhonov_lambda
         self.test_summary = summary

@@ -49,11 +49,18 @@ def build_physics(cfg: DictConfig) -> PhysicsBank:
     if "img_size" in node and node.img_size is None:
         # Built per image size (training crops and test images get their own operator). A partial, not a
         # lambda: DDP-spawn pickles the module with its physics.
-        return PhysicsBank(factory=functools.partial(_build_sized_physics, node))
+        bank = PhysicsBank(factory=functools.partial(_build_sized_physics, node))
+        data = cfg.get("data") or {}
+        if data.get("channels") and data.get("crop_size"):
+            bank.example((int(data.channels), int(data.crop_size), int(data.crop_size)))  # bad settings fail now
+        return bank
     return PhysicsBank(physics=build(node, "physics"))
 
 
 def build_model(cfg: DictConfig) -> torch.nn.Module:
+    """A predefined architecture (`model` group), or an algorithm (`algo`) with its `prior` and `deq`."""
+    if cfg.get("model") is not None:
+        return build(cfg.model, "model")
     prior = build(cfg.prior, "prior") if cfg.get("prior") else None
     deq = None
     if cfg.get("deq"):

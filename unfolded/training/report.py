@@ -19,7 +19,7 @@ def print_table(records: list[dict], summary: dict, hyperparameters: dict | None
     lam = summary.get("tikhonov/lambda")
     table = Table(title=f"Test results ({len(records)} images; PSNR in dB, interior = valid-blur ring cropped)")
     table.add_column("method")
-    for col in ("PSNR", "PSNR interior", "SSIM", "gain interior vs Tikhonov"):
+    for col in ("PSNR", "PSNR interior", "SSIM", "gain interior vs Tikhonov", "gain vs Aᵀy"):
         table.add_column(col, justify="right")
     for key, label in METHODS:
         if f"{key}/psnr" not in summary:
@@ -29,8 +29,11 @@ def print_table(records: list[dict], summary: dict, hyperparameters: dict | None
         gain = ""
         if "tikhonov/psnr_interior" in summary:
             gain = f"{summary[f'{key}/psnr_interior'] - summary['tikhonov/psnr_interior']:+.2f}"
+        gain_adjoint = ""  # Aᵀy is the zero-filled reconstruction for MRI (PSNR of magnitudes)
+        if "adjoint/psnr" in summary:
+            gain_adjoint = f"{summary[f'{key}/psnr'] - summary['adjoint/psnr']:+.2f}"
         table.add_row(label, f"{summary[f'{key}/psnr']:.2f}", f"{summary[f'{key}/psnr_interior']:.2f}",
-                      f"{summary[f'{key}/ssim']:.4f}", gain)
+                      f"{summary[f'{key}/ssim']:.4f}", gain, gain_adjoint)
     per_image = Table(title="Per image: PSNR interior (model / Tikhonov / Aᵀy)")
     per_image.add_column("image")
     per_image.add_column("model", justify="right")
