@@ -1,6 +1,6 @@
 """Claim: an unfolded step costs close to its floor (K DnCNN forward+backward passes, same size).
 
-Each case and its floor run in fresh processes, alternated three times in one run (medians), so their
+Each case and its floor run in fresh processes, alternated five times in one run (medians), so their
 ratio is meaningful on a noisy machine. Goals (issue #6): HQS+Blur(valid) implicit 256² ≤1.2× time and ≤1.05× memory;
 HQS+BlurFFT 256² ≤1.05×; HQS+Blur(valid) 64² B4 ≤1.15×.
 """
@@ -19,7 +19,7 @@ CASES = [
 ]
 
 
-def main(device: str = "cpu", repeats: int = 5, rounds: int = 3) -> list[dict]:
+def main(device: str = "cpu", repeats: int = 7, rounds: int = 5) -> list[dict]:
     rows = []
     for name, spec in CASES:
         spec = dict(spec, device=device)
