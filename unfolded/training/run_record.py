@@ -8,33 +8,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
 
+from .atomic import write_atomically
 from .callbacks import MetricHistory, _to_uint8
 
 RECORD_FILE = "metrics.json"
 EXAMPLES_DIR = "examples"
-
-
-def _atomic_write(path: Path, write) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
 
 
 def _number(v):
@@ -70,7 +53,7 @@ class RunRecord(pl.Callback):
             "history": history.state_dict() if history else None,
         }
         text = json.dumps(record, indent=1).encode()
-        _atomic_write(self._folder(trainer) / RECORD_FILE, lambda f: f.write(text))
+        write_atomically(self._folder(trainer) / RECORD_FILE, lambda f: f.write(text))
 
     @staticmethod
     def _metrics(trainer) -> dict[str, float]:
@@ -101,8 +84,8 @@ class RunRecord(pl.Callback):
         for name, img in rec["images"].items():
             arr = _to_uint8(img)
             arr = arr[..., 0] if arr.shape[-1] == 1 else arr
-            _atomic_write(folder / f"{name}.png", lambda f, a=arr: Image.fromarray(np.ascontiguousarray(a)).save(
+            write_atomically(folder / f"{name}.png", lambda f, a=arr: Image.fromarray(np.ascontiguousarray(a)).save(
                 f, format="PNG"))
         caption = {"image": rec["name"], **{k: _number(v) for k, v in rec.items() if k.endswith("psnr")}}
         text = json.dumps(caption, indent=1).encode()
-        _atomic_write(folder / "examples.json", lambda f: f.write(text))
+        write_atomically(folder / "examples.json", lambda f: f.write(text))
