@@ -20,6 +20,14 @@ def blur_problem(draw):
     return (B, C, H, W), (b, c, h, w), draw(paddings), draw(st.booleans()), seed
 
 
+
+def _assert_prox_optimal(physics, z, y, gamma):
+    """x = prox_l2(z, y, γ) solves (AᵀA + I/γ) x = Aᵀy + z/γ."""
+    x = physics.prox_l2(z, y, gamma)
+    r = physics.A_adjoint(physics.A(x) - y) + (x - z) / gamma
+    b = physics.A_adjoint(y) + z / gamma
+    assert r.norm() <= 1e-9 * b.norm() + 1e-12
+
 @settings(max_examples=60, deadline=None)
 @given(blur_problem())
 def test_blur_adjoint(problem):
@@ -43,11 +51,7 @@ def test_prox_l2_optimality(problem, gamma):
                     BlurFFT(x_shape[1:], k), Inpainting(x_shape[1:], mask=0.5, seed=seed)):
         z = torch.randn(x_shape, generator=g, dtype=torch.float64)
         y = physics.A(torch.randn(x_shape, generator=g, dtype=torch.float64))
-        x = physics.prox_l2(z, y, gamma)
-        # (AᵀA + I/γ) x = Aᵀy + z/γ
-        r = physics.A_adjoint(physics.A(x) - y) + (x - z) / gamma
-        b = physics.A_adjoint(y) + z / gamma
-        assert r.norm() <= 1e-9 * b.norm() + 1e-12
+        _assert_prox_optimal(physics, z, y, gamma)
 
 
 # --- every other operator: adjointness and the optimality of prox_l2, on random sizes -------------------
@@ -93,7 +97,4 @@ def test_prox_l2_optimality_of_every_operator(problem, gamma):
     g = torch.Generator().manual_seed(seed + 2)
     z = torch.randn(x_shape, generator=g, dtype=torch.float64)
     y = physics.A(torch.randn(x_shape, generator=g, dtype=torch.float64))
-    x = physics.prox_l2(z, y, gamma)
-    r = physics.A_adjoint(physics.A(x) - y) + (x - z) / gamma
-    b = physics.A_adjoint(y) + z / gamma
-    assert r.norm() <= 1e-9 * b.norm() + 1e-12
+    _assert_prox_optimal(physics, z, y, gamma)

@@ -57,6 +57,13 @@ def _check_shapes(x: Tensor, filter: Tensor) -> None:
         )
 
 
+def _check_fits(x: Tensor, padded: Tensor, h: int, w: int, padding: str) -> None:
+    """The (padded) image must hold the filter; only `valid` padding can fail this."""
+    if padded.shape[-2] < h or padded.shape[-1] < w:
+        raise ValueError(f"filter of size {(h, w)} is larger than the image {tuple(x.shape[-2:])}; "
+                         f"padding={padding!r} needs images at least as large as the filter")
+
+
 def _grouped(x: Tensor, filter: Tensor) -> tuple[Tensor, Tensor, int]:
     """Reshape (x, filter) so one F.conv2d call applies each filter to its own channel."""
     B, C, H, W = x.shape
@@ -108,8 +115,7 @@ def conv2d(x: Tensor, filter: Tensor, padding: str = "valid") -> Tensor:
     _check_shapes(x, filter)
     h, w = filter.shape[-2:]
     xp = pad(x, h, w, padding)
-    if xp.shape[-2] < h or xp.shape[-1] < w:
-        raise ValueError(f"images of size {tuple(x.shape[-2:])} are smaller than the filter {(h, w)}")
+    _check_fits(x, xp, h, w, padding)
     xr, weight, groups = _grouped(xp, filter.flip(-2, -1))
     out = F.conv2d(xr, weight, groups=groups)
     return out.reshape(x.shape[0], x.shape[1], *out.shape[-2:])
@@ -170,6 +176,7 @@ def conv2d_fft(x: Tensor, filter: Tensor, padding: str = "valid") -> Tensor:
     _check_shapes(x, filter)
     h, w = filter.shape[-2:]
     xp = pad(x, h, w, padding)
+    _check_fits(x, xp, h, w, padding)
     size = tuple(xp.shape[-2:])
     full = torch.fft.irfft2(torch.fft.rfft2(xp) * _filter_spectrum(filter.to(x.dtype), size), s=size)
     return full[..., h - 1 :, w - 1 :]
