@@ -125,7 +125,7 @@ def test_converged_solves_are_logged_on_the_model():
 def test_implicit_backward_saves_no_solver_iterations():
     """The graph of an implicit prox holds (x, y, z, γ, filter) whatever the CG iteration count."""
     sizes, iterations = [], []
-    for max_iter in (5, 200):
+    for max_iter in (2, 200):  # tol 1e-30: CG runs until max_iter or until float32 residuals reach 0
         physics = Blur(gaussian_blur(2.0), padding="valid", max_iter=max_iter, tol=1e-30)
         z = torch.randn(1, 1, 64, 64, requires_grad=True)
         y = physics.A(torch.randn(1, 1, 64, 64))
@@ -144,7 +144,7 @@ def test_implicit_refuses_operator_tensors_it_cannot_differentiate():
         """A physics with an extra learnable tensor that operator_params() forgets to list."""
 
         def __init__(self, k):
-            super().__init__(k, padding="circular")
+            super().__init__(k, padding="reflect")
             self.gain = torch.nn.Parameter(torch.tensor(1.0))
 
         def A(self, x, filter=None):

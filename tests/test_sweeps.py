@@ -58,7 +58,7 @@ def test_optuna_sweep_records_failures_resumes_and_prunes(tmp_path, capsys):
     # Resume in the same folder: one more trial, numbered 3, with a learning rate that makes it hopeless;
     # with one finished trial the median pruner may judge it, and stops it after its validation.
     res = train(*common, "hydra.sweeper.n_trials=1", "hydra.sweeper.pruner.n_startup_trials=1",
-                *extra_config(tmp_path, "resume", [{"module.optimizer.lr": 1.0e4}]))
+                *extra_config(tmp_path, "resume", [{"module.optimizer.lr": 10.0}]))
     assert res.returncode == 0, res.stderr[-4000:]
     s2 = summary(sweep_dir)
     assert [t["state"] for t in s2["trials"]] == ["FAIL", "COMPLETE", "COMPLETE", "PRUNED"], s2["trials"]

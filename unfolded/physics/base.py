@@ -118,8 +118,9 @@ class LinearPhysics(nn.Module):
         return None
 
     def normal_system(self, gamma: Tensor, like: Tensor, **params) -> NormalSystem:
-        """The prox's normal equations as CG solves them: by default `normal_operator` and
-        `normal_preconditioner` on images; a subclass may solve them in a cheaper domain."""
+        """The prox's normal equations, as an object whose `solve(rhs, x0, tol, max_iter)` returns
+        (x, SolveInfo): by default CG with `normal_operator` and `normal_preconditioner` on images; a
+        subclass may return an exact reduction that converges faster (Blur with valid padding)."""
         return NormalSystem(self.normal_operator(gamma, like, **params),
                             self.normal_preconditioner(gamma, like, **params))
 

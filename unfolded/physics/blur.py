@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..solvers.cg import NormalSystem
 from . import functional as Fn
 from .base import LinearPhysics
+from .blur_solvers import ValidBlurSystem, circular_prox_l2
 from .functional import gaussian_blur  # noqa: F401  (public: physics.blur.gaussian_blur)
 
 
@@ -26,7 +26,7 @@ class Blur(LinearPhysics):
     `padding="valid"` returns (H−h+1, W−w+1) pixels; the others keep (H, W). `use_fft=True` computes the
     same operator with FFTs; with `use_fft=False` filters of at least `FFT_MIN_TAPS` taps use FFTs too,
     since on CPU they are then faster than a direct convolution (same operator, up to rounding).
-    The prox is solved by CG (SPEC §2/§3).
+    The prox is exact in closed form for circular padding and solved by CG otherwise (SPEC §2/§3).
     """
 
     FFT_MIN_TAPS = 64  # measured: 8x8 and larger filters are faster by FFT at 64² to 256²
@@ -94,41 +94,17 @@ class Blur(LinearPhysics):
 
         return matvec
 
-    def normal_system(self, gamma: Tensor, like: Tensor, filter: Tensor | None = None) -> NormalSystem:
-        """Valid and circular padding: CG on half spectra (rfft2, orthonormal). There AᵀA = K̄·F·mask·F⁻¹·K
-        (mask = the pixels that are not wrap-around) costs one FFT pair per iteration instead of three
-        (operator and preconditioner in the image domain), and the preconditioner 1/(|K|² + 1/γ) is a
-        product. Circular padding has no mask: the preconditioner is exact and CG stops after 1 step."""
-        if self.padding not in ("valid", "circular"):
-            return super().normal_system(gamma, like, filter=filter)
-        f = self._filter(like, filter)
-        h, w = f.shape[-2:]
-        H, W = like.shape[-2:]
-        K = Fn.centred_spectrum(f, (H, W)) if self.padding == "circular" else torch.fft.rfft2(f, s=(H, W))
-        # Every factor complex: mixed real-complex products take a slow type-promotion path on CPU.
-        diagonal = (K.abs() ** 2 + 1 / gamma).to(K.dtype)
-        inverse = 1 / diagonal
-        if self.padding == "circular":
-            def matvec(V: Tensor) -> Tensor:
-                return V * diagonal
-        else:
-            K_conj = K.conj().resolve_conj()
-            inv_gamma = (1 / gamma).to(K.dtype)
-            mask = torch.ones(H, W, dtype=like.dtype, device=like.device)
-            mask[: h - 1] = 0
-            mask[:, : w - 1] = 0
+    def normal_system(self, gamma: Tensor, like: Tensor, filter: Tensor | None = None):
+        """Valid padding: an exact reduction to the wrap-around strip (physics.blur_solvers), where CG
+        converges in a few steps; the other paddings: CG on images with a circulant preconditioner."""
+        if self.padding == "valid":
+            return ValidBlurSystem(self._filter(like, filter), gamma, like)
+        return super().normal_system(gamma, like, filter=filter)
 
-            def matvec(V: Tensor) -> Tensor:
-                valid_part = torch.fft.irfft2(K * V, s=(H, W), norm="ortho") * mask
-                return K_conj * torch.fft.rfft2(valid_part, norm="ortho") + V * inv_gamma
-
-        return NormalSystem(
-            matvec=matvec,
-            precond=lambda R: R * inverse,
-            encode=lambda x: torch.fft.rfft2(x, norm="ortho"),
-            decode=lambda X: torch.fft.irfft2(X, s=(H, W), norm="ortho"),
-            dot=Fn.half_spectrum_dot(W, like),
-        )
+    def prox_l2_closed_form(self, z: Tensor, y: Tensor, gamma: Tensor) -> Tensor | None:
+        if self.padding != "circular":
+            return None
+        return circular_prox_l2(Fn.centred_spectrum(self._filter(z, None), tuple(z.shape[-2:])), z, y, gamma)
 
     def normal_preconditioner(self, gamma: Tensor, like: Tensor, filter: Tensor | None = None):
         """Inverse of the circulant approximation |K|² + 1/γ of AᵀA + I/γ (exact for circular padding)."""
@@ -182,9 +158,7 @@ class BlurFFT(LinearPhysics):
         return tuple(x_shape)
 
     def prox_l2_closed_form(self, z, y, gamma):
-        K = self._spectrum(z)
-        num = K.conj() * torch.fft.rfft2(y) + torch.fft.rfft2(z) / gamma
-        return torch.fft.irfft2(num / (K.abs() ** 2 + 1 / gamma), s=z.shape[-2:])
+        return circular_prox_l2(self._spectrum(z), z, y, gamma)
 
     def A_dagger(self, y, tol=None, max_iter=None):
         """Pseudo-inverse: frequencies the filter (nearly) removes are set to zero."""

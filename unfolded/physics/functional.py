@@ -138,33 +138,18 @@ def conv_transpose2d(y: Tensor, filter: Tensor, padding: str = "valid") -> Tenso
 
 def centred_spectrum(filter: Tensor, size: tuple[int, int]) -> Tensor:
     """rfft2 of the filter zero-padded to `size` with its centre (h//2, w//2) moved to pixel (0, 0):
-    the transfer function of a circular blur with Blur's centring convention."""
+    the transfer function of a circular blur with Blur's centring convention. Taps beyond the image
+    wrap around (are added modulo the size), as they do when circular padding wraps the image."""
     h, w = filter.shape[-2:]
     H, W = size
-    if h > H or w > W:
-        raise ValueError(f"images of size {(H, W)} are smaller than the filter {(h, w)}")
-    padded = F.pad(filter, (0, W - w, 0, H - h)).roll((-(h // 2), -(w // 2)), dims=(-2, -1))
-    return torch.fft.rfft2(padded)
+    rows, cols = -(-h // H), -(-w // W)  # image-sized tiles the filter spans
+    padded = F.pad(filter, (0, cols * W - w, 0, rows * H - h)).roll((-(h // 2), -(w // 2)), dims=(-2, -1))
+    folded = padded.reshape(*filter.shape[:-2], rows, H, cols, W).sum(dim=(-4, -2))
+    return torch.fft.rfft2(folded)
 
 
 def _filter_spectrum(filter: Tensor, size: tuple[int, int]) -> Tensor:
     return torch.fft.rfft2(filter, s=size)
-
-
-def half_spectrum_dot(width: int, like: Tensor):
-    """The image-domain inner product, computed on `rfft2(·, norm="ortho")` half spectra of images
-    `width` pixels wide: Parseval, counting every column that stands for a conjugate pair twice."""
-    # Shaped (columns, 2) to match view_as_real exactly: a broadcast last axis is ~7x slower on CPU.
-    weight = torch.full((width // 2 + 1, 2), 2.0, dtype=like.real.dtype, device=like.device)
-    weight[0] = 1
-    if width % 2 == 0:
-        weight[-1] = 1
-
-    def dot(a: Tensor, b: Tensor) -> Tensor:  # (real, imaginary) pairs as a last axis of 2
-        prod = torch.view_as_real(a) * torch.view_as_real(b) * weight
-        return prod.flatten(1).sum(1).view(-1, *([1] * (a.dim() - 1)))
-
-    return dot
 
 
 def conv2d_fft(x: Tensor, filter: Tensor, padding: str = "valid") -> Tensor:

@@ -33,22 +33,16 @@ def batch_dot(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).flatten(1).sum(1).view(-1, *([1] * (a.dim() - 1)))
 
 
-def _identity(t: Tensor) -> Tensor:
-    return t
-
-
 @dataclass
 class NormalSystem:
-    """(AᵀA + I/γ) x = b as CG sees it: the operator and preconditioner act on `encode`d vectors, with
-    inner product `dot`; `decode` maps a solution back to an image. The default is the image domain
-    itself; a physics may choose an orthogonal change of variables in which its operator is cheaper
-    (e.g. Blur works on half spectra, where its preconditioner is free)."""
+    """(AᵀA + I/γ) x = b on images, as `conjugate_gradient` solves it: the operator and an optional
+    preconditioner. A physics with a cheaper exact route returns its own object with the same `solve`."""
 
     matvec: Callable[[Tensor], Tensor]
     precond: Callable[[Tensor], Tensor] | None = None
-    encode: Callable[[Tensor], Tensor] = _identity
-    decode: Callable[[Tensor], Tensor] = _identity
-    dot: Callable[[Tensor, Tensor], Tensor] = batch_dot
+
+    def solve(self, rhs: Tensor, x0: Tensor | None, tol: float, max_iter: int) -> tuple[Tensor, SolveInfo]:
+        return conjugate_gradient(self.matvec, rhs, x0=x0, max_iter=max_iter, tol=tol, precond=self.precond)
 
 
 def conjugate_gradient(
@@ -58,45 +52,51 @@ def conjugate_gradient(
     max_iter: int = 50,
     tol: float = 1e-4,
     precond: Callable[[Tensor], Tensor] | None = None,
-    dot: Callable[[Tensor, Tensor], Tensor] = batch_dot,
+    reference: Tensor | None = None,
 ) -> tuple[Tensor, SolveInfo]:
     """Solve M x = b for a symmetric positive definite M, one system per batch sample.
 
-    Stops when every sample has ‖r‖ ≤ tol·‖b‖ (checked before the first step too) or after
-    `max_iter` steps. Converged samples are frozen (α = β = 0) so they neither drift nor divide by
-    zero; there is no ε in the denominators, which would put a floor under the attainable accuracy.
-    Differentiable by autograd when its inputs require grad (the unrolled backward). `dot` is the inner
-    product of the space the vectors live in (e.g. `physics.functional.half_spectrum_dot` on spectra).
+    Stops when every sample has ‖r‖² ≤ tol²·reference (default reference ‖b‖², i.e. a relative residual
+    `tol`; checked before the first step too) or after `max_iter` steps. A reduced system passes the
+    reference of the system it stands for (see physics.blur_solvers). Converged samples are frozen
+    (α = β = 0) so they neither drift nor divide by zero; there is no ε in the denominators, which would
+    put a floor under the attainable accuracy. Differentiable by autograd when its inputs require grad
+    (the unrolled backward).
     """
-    bb = dot(b, b)
+    bb = batch_dot(b, b)
     if x0 is not None:  # b = 0 has the exact solution 0, whatever the warm start
         x0 = torch.where(bb > 0, x0, torch.zeros_like(x0))
+    reference = bb if reference is None else reference
     x = torch.zeros_like(b) if x0 is None else x0
     r = b - matvec(x) if x0 is not None else b
-    threshold = tol**2 * bb  # compared with ‖r‖²: no square root per iteration
+    threshold = tol**2 * reference  # compared with ‖r‖²: no square root per iteration
+    rr = batch_dot(r, r)
+    active = rr > threshold
     z = precond(r) if precond is not None else r
     p = z
-    rz = dot(r, z)
-    active = (rz if precond is None else dot(r, r)) > threshold
+    rz = batch_dot(r, z) if precond is not None else rr
     it = 0
     # The guards below (a `where` inside the division) keep frozen samples at 0/1 rather than 0/0, whose
     # NaN would otherwise reach the gradient of the unrolled backward through the other `where` branch.
     while it < max_iter and bool(active.any()):
         Mp = matvec(p)
-        pMp = dot(p, Mp)
+        pMp = batch_dot(p, Mp)
         alpha = torch.where(active, rz / torch.where(active, pMp, 1.0), 0.0)
         x = torch.addcmul(x, alpha, p)
         r = torch.addcmul(r, alpha, Mp, value=-1)
+        it += 1
+        rr = batch_dot(r, r)
+        active = active & (rr > threshold)
+        if not bool(active.any()):  # done: skip the preconditioner and direction of a step never taken
+            break
         z = precond(r) if precond is not None else r
-        rz_new = dot(r, z)
-        active = active & ((rz_new if precond is None else dot(r, r)) > threshold)
+        rz_new = batch_dot(r, z) if precond is not None else rr
         beta = torch.where(active, rz_new / torch.where(active, rz, 1.0), 0.0)
         p = torch.addcmul(z, beta, p)
         rz = rz_new
-        it += 1
     with torch.no_grad():
         # b = 0 has the exact solution 0 (converged); report its residual as 0 rather than 0/0.
-        rel = (dot(r, r) / torch.where(bb > 0, bb, 1.0)).sqrt().flatten()
+        rel = (rr / torch.where(reference > 0, reference, 1.0)).sqrt().flatten()
     return x, SolveInfo(iterations=it, rel_residual=rel.detach(), converged=not bool(active.any()))
 
 

@@ -13,17 +13,14 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .cg import SolveInfo, active_log, batch_dot, conjugate_gradient, report_solve
+from .cg import SolveInfo, active_log, batch_dot, report_solve
 
 
 def solve_normal_equations(
     physics, rhs: Tensor, gamma: Tensor, x0: Tensor | None, tol: float, max_iter: int, params: dict
 ) -> tuple[Tensor, SolveInfo]:
-    """Solve (AᵀA + I/γ) x = rhs in the physics' own `normal_system` (operator, preconditioner, domain)."""
-    system = physics.normal_system(gamma, rhs, **params)
-    x, info = conjugate_gradient(system.matvec, system.encode(rhs), x0=None if x0 is None else system.encode(x0),
-                                 max_iter=max_iter, tol=tol, precond=system.precond, dot=system.dot)
-    return system.decode(x), info
+    """Solve (AᵀA + I/γ) x = rhs the way the physics' `normal_system` says (CG on images by default)."""
+    return physics.normal_system(gamma, rhs, **params).solve(rhs, x0, tol, max_iter)
 
 
 class _ProxL2Implicit(torch.autograd.Function):
