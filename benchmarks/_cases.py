@@ -12,15 +12,16 @@ import unfolded as dinv
 from unfolded.physics.blur import gaussian_blur
 
 DEFAULTS = dict(algo="hqs", physics="blur_valid", size=256, batch=1, channels=1, K=5, implicit=True,
-                cg_max_iter=50, cg_tol=1e-4, deq=False, depth=8, nf=32, device="cpu")
+                cg_max_iter=50, cg_tol=1e-4, deq=False, depth=8, nf=32, device="cpu", padding="valid",
+                dtype="float32")
 
 
 def _physics(spec):
     kernel = gaussian_blur(1.6)
     common = dict(max_iter=spec["cg_max_iter"], tol=spec["cg_tol"], implicit_backward_solver=spec["implicit"],
                   noise_model=dinv.physics.GaussianNoise(0.02))
-    if spec["physics"] == "blur_valid":
-        return dinv.physics.Blur(kernel, padding="valid", **common)
+    if spec["physics"] == "blur_valid":  # the name of the default case; any padding may be asked for
+        return dinv.physics.Blur(kernel, padding=spec["padding"], **common)
     if spec["physics"] == "blur_fft":
         size = (spec["channels"], spec["size"], spec["size"])
         return dinv.physics.BlurFFT(size, kernel, noise_model=dinv.physics.GaussianNoise(0.02))
@@ -63,7 +64,9 @@ def build_step(spec: dict):
                                           isinstance(spec["deq"], dict) else {})))
         model = cls(prior=dinv.optim.PnP(denoiser), data_fidelity=dinv.optim.L2(), stepsize=1.0,
                     max_iter=spec["K"], unfold=True, trainable_params=["stepsize"], DEQ=deq)
-    model, physics, x, y = model.to(device), physics.to(device), x.to(device), y.to(device)
+    dtype = getattr(torch, spec["dtype"])
+    model, physics = model.to(device, dtype), physics.to(device, dtype)
+    x, y = x.to(device, dtype), y.to(device, dtype)
     params = [p for p in model.parameters() if p.requires_grad]
 
     def step():

@@ -22,8 +22,26 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def graph_megabytes(step) -> float:
+    """Bytes the forward pass of one step saves for its backward (distinct storages, all alive together
+    until the backward): the memory an unrolled solver grows with its iterations and an implicit one must
+    not. Exact, unlike RSS on a CPU. Tensors saved while the backward runs (its own graphs) not counted."""
+    seen: dict[tuple, int] = {}
+
+    def pack(t):
+        if torch._C._current_graph_task_id() == -1:  # -1: not inside a backward pass
+            storage = t.untyped_storage()
+            seen[(t.device, storage.data_ptr())] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        step()
+    return sum(seen.values()) / 2**20
+
+
 def measure_in_this_process(spec: dict, warmup: int, repeats: int) -> dict:
-    """Median step time and the peak memory the steps add (RSS on CPU, allocator peak on GPU)."""
+    """Median step time and the peak memory the steps add (RSS on CPU, allocator peak on GPU), then the
+    size of one step's autograd graph."""
     sys.path.insert(0, HERE)
     from _cases import build_step
 
@@ -51,6 +69,8 @@ def measure_in_this_process(spec: dict, warmup: int, repeats: int) -> dict:
     out = {"time_s": statistics.median(times), "peak_mb": max(peak - base, 0) / 2**20}
     if hasattr(model, "solver_log"):
         out.update({k: v for k, v in model.solver_log.summary().items() if k.endswith("iters_mean")})
+        model.solver_log.reset()
+    out["graph_mb"] = graph_megabytes(step)
     if getattr(model, "deq_stats", None):
         out["deq_forward_iters"] = model.deq_stats["forward"]["iterations"]
         out["deq_backward_iters"] = model.deq_stats.get("backward", {}).get("iterations", 0)

@@ -103,6 +103,11 @@ CASES = [
      r"physics must be a unfolded.physics operator"),
     pytest.param("integer-image", lib(lambda: Blur(KERNEL).A(torch.randint(0, 255, (1, 1, 8, 8)))), TypeError,
                  r"images must be floating-point.*got torch.int64"),
+    pytest.param("integer-image-circular-prox", lib(lambda: Blur(KERNEL, padding="circular").prox_l2(
+        torch.randint(0, 255, (1, 1, 8, 8), dtype=torch.uint8), torch.randint(0, 255, (1, 1, 8, 8)), 1.0)),
+        TypeError, r"images must be floating-point.*got torch.uint8"),
+    pytest.param("image-not-4d-circular-prox", lib(lambda: Blur(KERNEL, padding="circular").prox_l2(
+        torch.rand(1, 8, 8), torch.rand(1, 8, 8), 1.0)), ValueError, r"images must be 4-D"),
     pytest.param("filter-larger-than-image", lib(lambda: Blur(torch.ones(9, 9) / 81).A(X)), ValueError,
                  r"filter of size \(9, 9\) is larger than the image \(8, 8\).*padding='valid'"),
     # --- library: NaN/inf ---

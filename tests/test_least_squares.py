@@ -139,12 +139,16 @@ def test_implicit_backward_saves_no_solver_iterations():
     assert sizes[0] <= 4 * 64 * 64 + 64 * 64  # x, z, y (smaller) and a few scalars/filters
 
 
-def test_implicit_refuses_operator_tensors_it_cannot_differentiate():
+@pytest.mark.parametrize("padding", ["circular", "valid", "reflect"])
+def test_implicit_refuses_operator_tensors_it_cannot_differentiate(padding):
+    """A subclass that changes A must not get Blur's fast solvers (built on Blur's own A): it takes
+    generic CG, whose implicit backward refuses the tensor operator_params() does not list."""
+
     class ScaledBlur(Blur):
         """A physics with an extra learnable tensor that operator_params() forgets to list."""
 
         def __init__(self, k):
-            super().__init__(k, padding="reflect")
+            super().__init__(k, padding=padding)
             self.gain = torch.nn.Parameter(torch.tensor(1.0))
 
         def A(self, x, filter=None):
@@ -154,9 +158,15 @@ def test_implicit_refuses_operator_tensors_it_cannot_differentiate():
             return self.gain * super().A_adjoint(y, filter)
 
     physics = ScaledBlur(gaussian_blur(1.0))
-    z = torch.rand(1, 1, 8, 8)
+    z = torch.rand(1, 1, 16, 16)
     with pytest.raises(ValueError, match="ScaledBlur.gain requires grad but is not listed by operator_params"):
         physics.prox_l2(z, physics.A(z), 1.0)
+    physics.implicit_backward_solver = False  # unrolled: the prox of the scaled operator, not of Blur's
+    with torch.no_grad():
+        physics.gain.fill_(2.0)
+    x = physics.prox_l2(z, physics.A(z) + 0.1, 1.0)
+    residual = physics.A_adjoint(physics.A(x) - physics.A(z) - 0.1) + (x - z)
+    assert residual.norm() <= 1e-3 * z.norm()
 
 
 def test_zero_right_hand_side_is_solved_exactly_from_any_warm_start():

@@ -1,10 +1,12 @@
-"""Blur operators: `Blur` (any padding, CG prox) and `BlurFFT` (circular, closed-form prox)."""
+"""Blur operators: `Blur` (any padding; exact fast prox for valid and circular padding, CG otherwise) and
+`BlurFFT` (circular, closed-form prox)."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
+from ..solvers.cg import NormalSystem
 from . import functional as Fn
 from .base import LinearPhysics
 from .blur_solvers import ValidBlurSystem, circular_prox_l2
@@ -94,20 +96,31 @@ class Blur(LinearPhysics):
 
         return matvec
 
+    def _own_operator(self) -> bool:
+        """The fast solvers below are built on Blur's own operator; a subclass that changes A or A_adjoint
+        gets plain CG on its own A."""
+        return type(self).A is Blur.A and type(self).A_adjoint is Blur.A_adjoint
+
     def normal_system(self, gamma: Tensor, like: Tensor, filter: Tensor | None = None):
-        """Valid padding: an exact reduction to the wrap-around strip (physics.blur_solvers), where CG
-        converges in a few steps; the other paddings: CG on images with a circulant preconditioner."""
+        """Valid padding: an exact reduction to the wrap-around strip (physics.blur_solvers), with CG on the
+        strip; the other paddings: CG on images with a circulant preconditioner."""
+        if not self._own_operator():
+            return NormalSystem(LinearPhysics.normal_operator(self, gamma, like, filter=filter))
         if self.padding == "valid":
             return ValidBlurSystem(self._filter(like, filter), gamma, like)
         return super().normal_system(gamma, like, filter=filter)
 
     def prox_l2_closed_form(self, z: Tensor, y: Tensor, gamma: Tensor) -> Tensor | None:
-        if self.padding != "circular":
+        if self.padding != "circular" or not self._own_operator():
             return None
-        return circular_prox_l2(Fn.centred_spectrum(self._filter(z, None), tuple(z.shape[-2:])), z, y, gamma)
+        f = self._filter(z, None)
+        Fn.check_images(z, f)
+        Fn.check_images(y, f)
+        return circular_prox_l2(Fn.centred_spectrum(f, tuple(z.shape[-2:])), z, y, gamma)
 
     def normal_preconditioner(self, gamma: Tensor, like: Tensor, filter: Tensor | None = None):
-        """Inverse of the circulant approximation |K|² + 1/γ of AᵀA + I/γ (exact for circular padding)."""
+        """Inverse of the circulant approximation |K|² + 1/γ of AᵀA + I/γ, for CG on images (reflect,
+        replicate and constant padding)."""
         f = self._filter(like, filter)
         H, W = like.shape[-2:]
         inverse = 1 / (torch.fft.rfft2(f, s=(H, W)).abs() ** 2 + 1 / gamma)

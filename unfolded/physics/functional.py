@@ -45,7 +45,8 @@ def pad_amounts(h: int, w: int) -> tuple[int, int, int, int]:
     return (w // 2 - (w - 1) % 2, w // 2, h // 2 - (h - 1) % 2, h // 2)
 
 
-def _check_shapes(x: Tensor, filter: Tensor) -> None:
+def check_images(x: Tensor, filter: Tensor) -> None:
+    """Images must be floating-point (B, C, H, W), with a filter that broadcasts over them."""
     if x.dim() != 4:
         raise ValueError(f"images must be 4-D (B, C, H, W), got shape {tuple(x.shape)}")
     check_floating("images", x)
@@ -112,7 +113,7 @@ def pad_adjoint(p: Tensor, h: int, w: int, padding: str) -> Tensor:
 
 def conv2d(x: Tensor, filter: Tensor, padding: str = "valid") -> Tensor:
     """A x: the true convolution of each channel with its filter."""
-    _check_shapes(x, filter)
+    check_images(x, filter)
     h, w = filter.shape[-2:]
     xp = pad(x, h, w, padding)
     _check_fits(x, xp, h, w, padding)
@@ -128,7 +129,7 @@ def conv_transpose2d(y: Tensor, filter: Tensor, padding: str = "valid") -> Tenso
     itself; it is computed as a conv2d on zero-padded y (F.conv_transpose2d is ~15× slower on CPU for
     one-channel filters).
     """
-    _check_shapes(y, filter)
+    check_images(y, filter)
     h, w = filter.shape[-2:]
     yr, weight, groups = _grouped(F.pad(y, (w - 1, w - 1, h - 1, h - 1)), filter)
     p = F.conv2d(yr, weight, groups=groups)
@@ -158,7 +159,7 @@ def conv2d_fft(x: Tensor, filter: Tensor, padding: str = "valid") -> Tensor:
     The padded image P has size (Hp, Wp); the valid part of a linear convolution equals the circular
     convolution of size (Hp, Wp) at indices ≥ (h−1, w−1), where no wrap-around occurs.
     """
-    _check_shapes(x, filter)
+    check_images(x, filter)
     h, w = filter.shape[-2:]
     xp = pad(x, h, w, padding)
     _check_fits(x, xp, h, w, padding)
@@ -169,7 +170,7 @@ def conv2d_fft(x: Tensor, filter: Tensor, padding: str = "valid") -> Tensor:
 
 def conv_transpose2d_fft(y: Tensor, filter: Tensor, padding: str = "valid") -> Tensor:
     """Adjoint of `conv2d_fft`: embed, circular correlation, adjoint of the padding."""
-    _check_shapes(y, filter)
+    check_images(y, filter)
     h, w = filter.shape[-2:]
     embedded = F.pad(y, (w - 1, 0, h - 1, 0))
     size = tuple(embedded.shape[-2:])

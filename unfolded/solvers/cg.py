@@ -24,7 +24,7 @@ class ConvergenceWarning(UserWarning):
 @dataclass
 class SolveInfo:
     iterations: int
-    rel_residual: Tensor  # (B,) final ‖r‖/‖b‖ per sample
+    rel_residual: Tensor  # (B,) final ‖r‖/‖b‖ per sample, of the system the caller asked to solve
     converged: bool
 
 
@@ -52,16 +52,17 @@ def conjugate_gradient(
     max_iter: int = 50,
     tol: float = 1e-4,
     precond: Callable[[Tensor], Tensor] | None = None,
+    residual_sq: Callable[[Tensor], Tensor] | None = None,
     reference: Tensor | None = None,
 ) -> tuple[Tensor, SolveInfo]:
     """Solve M x = b for a symmetric positive definite M, one system per batch sample.
 
-    Stops when every sample has ‖r‖² ≤ tol²·reference (default reference ‖b‖², i.e. a relative residual
-    `tol`; checked before the first step too) or after `max_iter` steps. A reduced system passes the
-    reference of the system it stands for (see physics.blur_solvers). Converged samples are frozen
-    (α = β = 0) so they neither drift nor divide by zero; there is no ε in the denominators, which would
-    put a floor under the attainable accuracy. Differentiable by autograd when its inputs require grad
-    (the unrolled backward).
+    Stops when every sample has a relative residual ‖r‖ ≤ tol·‖b‖ (checked before the first step too) or
+    after `max_iter` steps. A reduced system (physics.blur_solvers) measures the residual of the system it
+    stands for instead: `residual_sq(r)` gives its ‖r‖² per sample and `reference` its ‖b‖².
+    Converged samples are frozen (α = β = 0) so they neither drift nor divide by zero; there is no ε in
+    the denominators, which would put a floor under the attainable accuracy. Differentiable by autograd
+    when its inputs require grad (the unrolled backward).
     """
     bb = batch_dot(b, b)
     if x0 is not None:  # b = 0 has the exact solution 0, whatever the warm start
@@ -70,11 +71,13 @@ def conjugate_gradient(
     x = torch.zeros_like(b) if x0 is None else x0
     r = b - matvec(x) if x0 is not None else b
     threshold = tol**2 * reference  # compared with ‖r‖²: no square root per iteration
-    rr = batch_dot(r, r)
+    norm_sq = residual_sq if residual_sq is not None else (lambda a: batch_dot(a, a))
+    reuse_rr = precond is None and residual_sq is None  # then rᵀz = ‖r‖², already computed
+    rr = norm_sq(r)
     active = rr > threshold
     z = precond(r) if precond is not None else r
     p = z
-    rz = batch_dot(r, z) if precond is not None else rr
+    rz = rr if reuse_rr else batch_dot(r, z)
     it = 0
     # The guards below (a `where` inside the division) keep frozen samples at 0/1 rather than 0/0, whose
     # NaN would otherwise reach the gradient of the unrolled backward through the other `where` branch.
@@ -85,12 +88,12 @@ def conjugate_gradient(
         x = torch.addcmul(x, alpha, p)
         r = torch.addcmul(r, alpha, Mp, value=-1)
         it += 1
-        rr = batch_dot(r, r)
+        rr = norm_sq(r)
         active = active & (rr > threshold)
         if not bool(active.any()):  # done: skip the preconditioner and direction of a step never taken
             break
         z = precond(r) if precond is not None else r
-        rz_new = batch_dot(r, z) if precond is not None else rr
+        rz_new = rr if reuse_rr else batch_dot(r, z)
         beta = torch.where(active, rz_new / torch.where(active, rz, 1.0), 0.0)
         p = torch.addcmul(z, beta, p)
         rz = rz_new
