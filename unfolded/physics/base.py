@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from ..solvers.cg import NormalSystem, active_log, conjugate_gradient, report_solve
+from ..solvers.cg import NormalEquations, NormalSystem, active_log, conjugate_gradient, report_solve
 from ..solvers.least_squares import prox_l2_cg
 
 
@@ -117,7 +117,7 @@ class LinearPhysics(nn.Module):
         """An approximate inverse of AᵀA + I/γ for CG, or None."""
         return None
 
-    def normal_system(self, gamma: Tensor, like: Tensor, **params) -> NormalSystem:
+    def normal_system(self, gamma: Tensor, like: Tensor, **params) -> NormalEquations:
         """The prox's normal equations, as an object whose `solve(rhs, x0, tol, max_iter)` returns
         (x, SolveInfo): by default CG with `normal_operator` and `normal_preconditioner` on images; a
         subclass may return an exact reduction that converges faster (Blur with valid padding)."""

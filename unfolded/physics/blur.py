@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..solvers.cg import NormalSystem
+from ..solvers.cg import NormalEquations, NormalSystem
 from . import functional as Fn
 from .base import LinearPhysics
 from .blur_solvers import ValidBlurSystem, circular_prox_l2
@@ -101,7 +101,7 @@ class Blur(LinearPhysics):
         gets plain CG on its own A."""
         return type(self).A is Blur.A and type(self).A_adjoint is Blur.A_adjoint
 
-    def normal_system(self, gamma: Tensor, like: Tensor, filter: Tensor | None = None):
+    def normal_system(self, gamma: Tensor, like: Tensor, filter: Tensor | None = None) -> NormalEquations:
         """Valid padding: an exact reduction to the wrap-around strip (physics.blur_solvers), with CG on the
         strip; the other paddings: CG on images with a circulant preconditioner."""
         if not self._own_operator():

@@ -12,6 +12,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -31,6 +32,12 @@ class SolveInfo:
 def batch_dot(a: Tensor, b: Tensor) -> Tensor:
     """Inner product over every dimension but the first: shape (B, 1, ..., 1) so it broadcasts."""
     return (a * b).flatten(1).sum(1).view(-1, *([1] * (a.dim() - 1)))
+
+
+class NormalEquations(Protocol):
+    """What `LinearPhysics.normal_system` returns: something that solves (AᵀA + I/γ) x = rhs."""
+
+    def solve(self, rhs: Tensor, x0: Tensor | None, tol: float, max_iter: int) -> tuple[Tensor, SolveInfo]: ...
 
 
 @dataclass
