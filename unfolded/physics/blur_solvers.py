@@ -11,7 +11,7 @@ wrap-around strip (the first h−1 rows and w−1 columns), AᵀA + μI = P − 
 CG on S works on the strip alone, preconditioned by the restriction of the inverse symbol,
 E·F⁻¹[(|K|² + μ)/μ]F·Eᵀ (scaled by μ, which leaves CG unchanged). The circulant preconditioner P⁻¹ on
 the full system leaves the strip's eigenvalues as spread as they were; this one clusters them, and CG
-needs 2–5× fewer iterations (benchmarks/bench_cg_iterations.py). At the solution s = E C x, so a warm
+needs 2.5–8× fewer iterations (benchmarks/bench_cg_iterations.py). At the solution s = E C x, so a warm
 start x0 becomes s0 = E C x0. The residual of the full system is CᵀEᵀr_S, whose norm CG measures exactly
 (one weighted sum over the spectrum the preconditioner computes anyway): it stops, and reports, on the
 relative residual of the system it was asked to solve.
