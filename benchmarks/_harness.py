@@ -93,14 +93,13 @@ def measure_against_floor(spec: dict, floor_spec: dict, rounds: int = 3, repeats
     for _ in range(rounds):
         floors.append(measure(floor_spec, repeats=repeats))
         cases.append(measure(spec, repeats=repeats))
+    return median_run(cases), median_run(floors)
 
-    def med(runs: list[dict]) -> dict:
-        out = dict(runs[-1])
-        out["time_s"] = statistics.median(r["time_s"] for r in runs)
-        out["peak_mb"] = statistics.median(r["peak_mb"] for r in runs)
-        return out
 
-    return med(cases), med(floors)
+def median_run(runs: list[dict]) -> dict:
+    """The last run's figures, with time and peak memory replaced by their medians over `runs`."""
+    return dict(runs[-1], time_s=statistics.median(r["time_s"] for r in runs),
+                peak_mb=statistics.median(r["peak_mb"] for r in runs))
 
 
 def machine() -> str:

@@ -13,12 +13,11 @@ cost of one backward iteration and how well each gradient's direction agrees wit
 """
 
 import os
-import statistics
 import sys
 import warnings
 
 import torch
-from _harness import HERE, machine, measure, print_table
+from _harness import HERE, machine, measure, median_run, print_table
 
 CASE = dict(size=64, batch=4, K=5)
 
@@ -62,8 +61,7 @@ def main(repeats: int = 5) -> list[dict]:
     for name, spec in cases:  # a floor before every case: the ratio uses their median (noisy machine)
         floors.append(measure(floor_spec, repeats=repeats))
         rows.append(dict(case=name, **measure(spec, repeats=repeats)))
-    floor = dict(floors[0], time_s=statistics.median(f["time_s"] for f in floors),
-                 peak_mb=statistics.median(f["peak_mb"] for f in floors))
+    floor = median_run(floors)
     for row in rows:
         row["time_ratio"] = row["time_s"] / floor["time_s"]
     rows.insert(0, dict(case="floor (5x DnCNN)", **floor, time_ratio=1.0))
