@@ -166,9 +166,9 @@ CASES = [
     ("cli-skip-under-ddp", cli("trainer=ddp_sim", "module.on_nonfinite_loss=skip"), ConfigError,
      r"module.on_nonfinite_loss=skip works in a single process only; use stop with 2 processes"),
     # --- command line: data ---
-    ("cli-channels-mismatch", cli("prior.denoiser.in_channels=3", "prior.denoiser.out_channels=3"), ConfigError,
-     r"image channels \(data.channels=1\) != model channels \(prior.denoiser.in_channels=3\)"),
-    ("cli-bad-channels", cli("data.channels=4", "prior.denoiser.in_channels=4", "prior.denoiser.out_channels=4"),
+    ("cli-channels-mismatch", cli("algo.prior.denoiser.in_channels=3", "algo.prior.denoiser.out_channels=3"), ConfigError,
+     r"image channels \(data.channels=1\) != model channels \(algo.prior.denoiser.in_channels=3\)"),
+    ("cli-bad-channels", cli("data.channels=4", "algo.prior.denoiser.in_channels=4", "algo.prior.denoiser.out_channels=4"),
      ConfigError, r"data.channels must be 1 \(grayscale\), 2 \(complex, for MRI\) or 3 \(colour\), got 4"),
     ("cli-unknown-bundled-image", cli("data.test_images=[cameraman]"), ConfigError,
      r"unknown bundled image\(s\) \['cameraman'\] in data.test_images; available: .*camera"),

@@ -18,7 +18,7 @@ import torch
 from unfolded.training.config import compose
 from unfolded.training.pipeline import run
 
-TINY = ["physics=denoise", "algo=pgd", "algo.max_iter=2", "prior.denoiser.depth=3", "prior.denoiser.nf=8",
+TINY = ["physics=denoise", "algo=pgd", "algo.max_iter=2", "algo.prior.denoiser.depth=3", "algo.prior.denoiser.nf=8",
         "logger=none", "data.crop_size=32", "data.image_size=64", "data.eval_size=48",
         "data.val_images=[chelsea,coins,clock]", "data.test_images=[camera,moon,coffee]",
         "data.samples_per_epoch=16", "trainer.val_check_interval=2", "trainer.max_steps=6",

@@ -17,7 +17,7 @@ from unfolded.training.errors import ConfigError, TrainingDiverged
 from unfolded.training.pipeline import run
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["physics=denoise", "algo=pgd", "algo.max_iter=2", "prior.denoiser.depth=3", "prior.denoiser.nf=8",
+TINY = ["physics=denoise", "algo=pgd", "algo.max_iter=2", "algo.prior.denoiser.depth=3", "algo.prior.denoiser.nf=8",
         "logger=none", "data.batch_size=2", "data.crop_size=32", "data.image_size=64", "data.eval_size=48",
         "data.val_images=[chelsea]", "data.test_images=[camera]", "data.samples_per_epoch=8",
         "trainer.val_check_interval=2", "trainer.max_steps=6", "module.full_loss_weight=0",

@@ -26,7 +26,7 @@ from unfolded.training.pipeline import run
 ROOT = Path(__file__).resolve().parents[1]
 # 4 steps per epoch, a checkpoint (last.ckpt) at every validation, i.e. every 2 steps: steps 2 and 6 are
 # in the middle of an epoch.
-TINY = ["physics=denoise", "algo=pgd", "algo.max_iter=2", "prior.denoiser.depth=3", "prior.denoiser.nf=8",
+TINY = ["physics=denoise", "algo=pgd", "algo.max_iter=2", "algo.prior.denoiser.depth=3", "algo.prior.denoiser.nf=8",
         "logger=none", "data.batch_size=2", "data.crop_size=32", "data.image_size=64", "data.eval_size=48",
         "data.val_images=[chelsea]", "data.test_images=[camera]", "data.samples_per_epoch=8",
         "trainer.val_check_interval=2", "trainer.max_steps=10", "trainer.deterministic=true",

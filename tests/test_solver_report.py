@@ -7,8 +7,8 @@ from unfolded.training.config import compose
 from unfolded.training.pipeline import run
 
 # HQS against a valid blur: every iteration solves (AᵀA + I/γ)x = b by CG, capped here at 1 iteration.
-TINY = ["algo=hqs", "algo.max_iter=2", "physics.max_iter=1", "physics.tol=1e-12", "prior.denoiser.depth=3",
-        "prior.denoiser.nf=8", "logger=csv", "data.batch_size=2", "data.crop_size=32", "data.image_size=64",
+TINY = ["algo=hqs", "algo.max_iter=2", "physics.max_iter=1", "physics.tol=1e-12", "algo.prior.denoiser.depth=3",
+        "algo.prior.denoiser.nf=8", "logger=csv", "data.batch_size=2", "data.crop_size=32", "data.image_size=64",
         "data.eval_size=48", "data.val_images=[chelsea]", "data.test_images=[camera]", "data.samples_per_epoch=8",
         "trainer.val_check_interval=4", "trainer.max_steps=8", "module.tikhonov_lambdas=[0.1,1.0]",
         "module.tikhonov_refine=0", "module.tikhonov_max_iter=50", "test=false",

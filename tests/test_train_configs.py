@@ -3,6 +3,7 @@
 import itertools
 
 import pytest
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from unfolded.training.config import compose
 from unfolded.training.pipeline import run
@@ -32,7 +33,7 @@ def test_fast_dev_run_deq(deq, tmp_path):
 @pytest.mark.parametrize("override", ["prior=dncnn", "logger=csv", "data.channels=3", "module.loss_region=interior",
                                       "experiment=pgd_denoise", "experiment=color_blur"])
 def test_fast_dev_run_variants(override, tmp_path):
-    extra = ["prior.denoiser.depth=3"] if override == "prior=dncnn" else []
+    extra = ["algo.prior.denoiser.depth=3"] if override == "prior=dncnn" else []
     cfg = compose([override, "debug=fast", "algo.max_iter=2", *extra, *QUIET], tmp_path)
     _, metrics = run(cfg)
     assert "test/psnr" in metrics
@@ -41,8 +42,8 @@ def test_fast_dev_run_variants(override, tmp_path):
 def test_default_config_is_the_spec_experiment(tmp_path):
     cfg = compose([], tmp_path)
     assert cfg.algo._target_ == "unfolded.optim.HQS" and cfg.algo.max_iter == 5
-    assert cfg.prior.denoiser.depth == 8 and cfg.prior.denoiser.nf == 32
-    assert cfg.prior.denoiser.last_layer_init == "zero"
+    assert cfg.algo.prior.denoiser.depth == 8 and cfg.algo.prior.denoiser.nf == 32
+    assert cfg.algo.prior.denoiser.last_layer_init == "zero"
     assert cfg.physics.padding == "valid" and cfg.physics.filter.sigma == 1.6
     assert cfg.physics.noise_model.sigma == 0.02
     assert cfg.module.optimizer.lr == 2e-3 and cfg.data.crop_size == 64 and cfg.data.channels == 1
@@ -61,7 +62,7 @@ def test_hqs_blur_is_the_default(tmp_path):
 
 def test_gd_uses_red_whatever_the_prior(tmp_path):
     cfg = compose(["algo=gd", "prior=dncnn"], tmp_path)
-    assert cfg.prior._target_ == "unfolded.optim.RED" and cfg.prior.denoiser.depth == 20
+    assert cfg.algo.prior._target_ == "unfolded.optim.RED" and cfg.algo.prior.denoiser.depth == 20
 
 
 def test_wandb_offline_run_logs_images(tmp_path):
@@ -88,3 +89,30 @@ def test_fast_dev_run_on_a_user_folder(tmp_path):
                    *QUIET], tmp_path / "out")
     _, metrics = run(cfg)
     assert "test/psnr" in metrics
+
+
+from unfolded.training.data import ImageDataModule  # noqa: E402
+
+ImageDataModuleInit = ImageDataModule.__init__
+
+
+def test_code_defaults_equal_the_yaml_defaults(tmp_path):
+    """One default per setting: what the constructors assume is what conf/ says."""
+    import inspect
+
+    from unfolded.training import BundledDataModule, UnfoldedModule
+
+    cfg = compose([], tmp_path)
+    for cls, node, skip in ((UnfoldedModule, cfg.module, {"seed"}), (BundledDataModule, cfg.data, set())):
+        params = {**inspect.signature(cls.__init__).parameters, **inspect.signature(ImageDataModuleInit).parameters} \
+            if cls is BundledDataModule else inspect.signature(cls.__init__).parameters
+        for key, value in node.items():
+            if key.startswith("_") or key not in params or key in skip or OmegaConf.is_missing(node, key):
+                continue
+            default = params[key].default
+            if isinstance(value, (DictConfig, ListConfig)):
+                value = OmegaConf.to_container(value)
+                default = list(default) if isinstance(default, tuple) else default
+                if isinstance(value, dict):
+                    continue  # loss/optimizer/scheduler objects: built from their own configs
+            assert default == value, f"{cls.__name__}.{key}: code default {default!r} != conf {value!r}"

@@ -1,4 +1,4 @@
-"""`python train.py model=... physics=mri`: the predefined models and MRI in the training framework."""
+"""`python train.py algo=modl|varnet|e2e_varnet|pdnet physics=mri`: the predefined models and MRI in the training framework."""
 
 import json
 
@@ -10,7 +10,8 @@ from torch import nn
 from unfolded.physics import MRI, GaussianNoise, MultiCoilMRI, random_mask
 from unfolded.training import baselines
 from unfolded.training.config import compose
-from unfolded.training.data import BundledDataModule, mri_slice, to_tensor
+from unfolded.training.data import BundledDataModule
+from unfolded.training.images import mri_slice, to_tensor
 from unfolded.training.errors import ConfigError
 from unfolded.training.metrics import display_image, image_metrics, magnitude
 from unfolded.training.pipeline import run
@@ -21,7 +22,7 @@ FAST = ["debug=fast", *QUIET]
 
 @pytest.mark.parametrize("model", ["modl", "varnet", "e2e_varnet", "pdnet"])
 def test_fast_dev_run_every_model_on_mri(model, tmp_path):
-    cfg = compose([f"model={model}", "physics=mri", *FAST], tmp_path)
+    cfg = compose([f"algo={model}", "physics=mri", *FAST], tmp_path)
     assert cfg.get("algo") is None and cfg.get("prior") is None and cfg.data.channels == 2
     _, metrics = run(cfg)
     assert metrics["global_step"] == 1
@@ -29,17 +30,17 @@ def test_fast_dev_run_every_model_on_mri(model, tmp_path):
         assert np.isfinite(metrics[key]), key
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["images"][0]["name"] == "mri_slice"
-    assert len(results["images"][0]["psnr_iter"]) == cfg.model.get("num_iter", cfg.model.get("num_cascades"))
+    assert len(results["images"][0]["psnr_iter"]) == cfg.algo.get("num_iter", cfg.algo.get("num_cascades"))
     assert (tmp_path / "report.png").is_file()
 
 
 @pytest.mark.parametrize("overrides", [
-    ["model=modl", "physics=mri_multicoil", "model.num_iter=2"],                       # CG data consistency
-    ["model=e2e_varnet", "physics=mri_multicoil", "model.num_cascades=2",
-     "model.sensitivity_model={_target_: unfolded.models.SensitivityModel}"],          # estimated coil maps
+    ["algo=modl", "physics=mri_multicoil", "algo.num_iter=2"],                       # CG data consistency
+    ["algo=e2e_varnet", "physics=mri_multicoil", "algo.num_cascades=2",
+     "algo.sensitivity_model={_target_: unfolded.models.SensitivityModel}"],          # estimated coil maps
     ["algo=hqs", "physics=mri", "algo.max_iter=2"],                                    # an algorithm on MRI
-    ["model=modl", "physics=mri", "physics.mask.pattern=equispaced", "physics.mask.acceleration=8"],
-    ["model=pdnet", "physics=blur", "model.num_iter=2"],                                # a model off MRI
+    ["algo=modl", "physics=mri", "physics.mask.pattern=equispaced", "physics.mask.acceleration=8"],
+    ["algo=pdnet", "physics=blur", "algo.num_iter=2"],                                # a model off MRI
 ], ids=["modl-multicoil", "e2e-sensitivity", "hqs-mri", "equispaced-8x", "pdnet-blur"])
 def test_fast_dev_run_variants(overrides, tmp_path):
     _, metrics = run(compose([*overrides, *FAST], tmp_path))
@@ -51,13 +52,13 @@ def test_model_config_mirrors_the_constructor(tmp_path):
 
     from unfolded.models import MoDL, VarNet
 
-    cfg = compose(["model=e2e_varnet", "physics=mri"], tmp_path)
-    model = instantiate(cfg.model)
+    cfg = compose(["algo=e2e_varnet", "physics=mri"], tmp_path)
+    model = instantiate(cfg.algo)
     assert isinstance(model, VarNet) and model.mode == "e2e-varnet" and len(model.denoisers) == 4
     assert model.denoisers[0].in_conv.weight.data_ptr() != model.denoisers[1].in_conv.weight.data_ptr()
-    assert isinstance(instantiate(compose(["model=modl", "physics=mri"], tmp_path).model), MoDL)
+    assert isinstance(instantiate(compose(["algo=modl", "physics=mri"], tmp_path).model), MoDL)
     assert cfg.module.init == "adjoint"  # MRI: x0 = zero-filled, not the blur's mean fill
-    assert compose(["physics=mri", "model=modl"], tmp_path).physics.mask.acceleration == 4
+    assert compose(["physics=mri", "algo=modl"], tmp_path).physics.mask.acceleration == 4
 
 
 class PhaseRotated(nn.Module):
@@ -75,8 +76,8 @@ class PhaseRotated(nn.Module):
 def test_logged_psnr_is_the_magnitude_psnr(tmp_path):
     """With full sampling, i·Aᵀy has the magnitude of Aᵀy: the logged PSNR must equal the zero-filled one
     (and be high), whereas a PSNR of the (real, imaginary) channels would be poor."""
-    cfg = compose(["model=modl", "physics=mri", "physics.mask.acceleration=1", "model._target_=" + __name__ +
-                   ".PhaseRotated", "~model.denoiser", "~model.num_iter", "~model.lambda_init", "train=false",
+    cfg = compose(["algo=modl", "physics=mri", "physics.mask.acceleration=1", "algo._target_=" + __name__ +
+                   ".PhaseRotated", "~algo.denoiser", "~algo.num_iter", "~algo.lambda_init", "train=false",
                    "data.test_images=[mri_slice,moon]", *FAST, "trainer.fast_dev_run=false"], tmp_path)
     _, metrics = run(cfg)
     assert metrics["test/psnr"] > 35
@@ -127,15 +128,15 @@ def test_tikhonov_baseline_centres_on_the_image_mean_for_mri():
 
 
 @pytest.mark.parametrize("overrides, match", [
-    (["model=modl", "algo=pgd"], r"model=\.\.\. replaces algo, prior and deq; remove algo=\.\.\."),
-    (["model=varnet", "deq=anderson"], r"remove deq=\.\.\."),
-    (["model=modl", "physics=mri", "model.denoiser.in_channels=1"], r"model\.denoiser\.in_channels=1"),
-    (["model=pdnet", "physics=mri", "model.channels=1"], r"model\.channels=1"),
-    (["model=modl", "+model.num_iters=3"], r"unknown key 'model\.num_iters'"),
-    (["model=modl", "physics=mri", "physics.mask.pattern=radial"], r"cannot build physics.*radial"),
+    (["algo=varnet", "deq=anderson"], r"predefined architecture with its own network: remove deq=\.\.\."),
+    (["algo=modl", "prior=dncnn"], r"predefined architecture with its own network: remove prior=\.\.\."),
+    (["algo=modl", "physics=mri", "algo.denoiser.in_channels=1"], r"algo\.denoiser\.in_channels=1"),
+    (["algo=pdnet", "physics=mri", "algo.channels=1"], r"algo\.channels=1"),
+    (["algo=modl", "+algo.num_iters=3"], r"unknown key 'algo\.num_iters'"),
+    (["algo=modl", "physics=mri", "physics.mask.pattern=radial"], r"cannot build physics.*radial"),
     (["physics=mri", "data=bundled"], r"MRI physics needs complex images: data.channels=2"),
-    (["model=e2e_varnet", "physics=blur"], r"e2e-varnet needs MRI physics"),
-    (["model=pdnet", "physics=mri_multicoil"], r"pdnet needs 4-D measurements"),
+    (["algo=e2e_varnet", "physics=blur"], r"e2e-varnet needs MRI physics"),
+    (["algo=pdnet", "physics=mri_multicoil"], r"pdnet needs 4-D measurements"),
 ])
 def test_config_errors(overrides, match, tmp_path):
     with pytest.raises(ConfigError, match=match) as info:
@@ -156,12 +157,12 @@ def test_modl_mri_experiment_beats_zero_filled(tmp_path):
 
 
 def test_checkpoint_of_a_model_is_evaluated_and_checked(tmp_path):
-    small = ["model=modl", "physics=mri", "model.num_iter=2", "model.denoiser.depth=3", "debug=fast",
+    small = ["algo=modl", "physics=mri", "algo.num_iter=2", "algo.denoiser.depth=3", "debug=fast",
              "trainer.fast_dev_run=false", "trainer.max_steps=2", "trainer.val_check_interval=2", *QUIET]
     run(compose([*small, "test=false"], tmp_path / "train"))
     last = tmp_path / "train" / "checkpoints" / "last.ckpt"
-    assert torch.load(last, map_location="cpu", weights_only=False)["unfolded_config"]["model"]["num_iter"] == 2
+    assert torch.load(last, map_location="cpu", weights_only=False)["unfolded_config"]["algo"]["num_iter"] == 2
     _, metrics = run(compose([*small, "train=false", f"ckpt_path={last}"], tmp_path / "eval"))
     assert metrics["global_step"] == 2 and np.isfinite(metrics["test/psnr"])
-    with pytest.raises(ConfigError, match="saved with model=unfolded.models.MoDL"):
-        run(compose(["model=varnet", "physics=mri", "train=false", f"ckpt_path={last}", *FAST], tmp_path / "x"))
+    with pytest.raises(ConfigError, match="saved with algo=unfolded.models.MoDL"):
+        run(compose(["algo=varnet", "physics=mri", "train=false", f"ckpt_path={last}", *FAST], tmp_path / "x"))

@@ -6,7 +6,7 @@ import torch
 from unfolded.training.config import compose
 from unfolded.training.pipeline import run
 
-TINY = ["physics=denoise", "algo=pgd", "algo.max_iter=2", "prior.denoiser.depth=3", "prior.denoiser.nf=8",
+TINY = ["physics=denoise", "algo=pgd", "algo.max_iter=2", "algo.prior.denoiser.depth=3", "algo.prior.denoiser.nf=8",
         "logger=csv", "data.batch_size=2", "data.crop_size=32", "data.image_size=64", "data.eval_size=48",
         "data.val_images=[chelsea]", "data.test_images=[camera]", "data.samples_per_epoch=8",
         "trainer.val_check_interval=2", "module.tikhonov_lambdas=[0.1,1.0]", "module.tikhonov_refine=0",

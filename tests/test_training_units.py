@@ -10,7 +10,8 @@ from unfolded.training import baselines
 from unfolded.training.callbacks import AtomicCheckpointIO
 from unfolded.training.checks import accepted_arguments
 from unfolded.training.config import one_line
-from unfolded.training.data import BundledDataModule, FolderDataModule, to_tensor
+from unfolded.training.data import BundledDataModule, FolderDataModule
+from unfolded.training.images import to_tensor
 from unfolded.training.errors import ConfigError
 from unfolded.training.metrics import crop, interior_margin, psnr
 
@@ -24,12 +25,14 @@ def small_bundled(**kw):
 
 def test_bundled_splits_shapes_and_range():
     dm = small_bundled()
-    x = next(iter(dm.train_dataloader()))
+    batch = next(iter(dm.train_dataloader()))
+    x = batch["image"]
     assert x.shape == (4, 1, 32, 32) and 0 <= float(x.min()) and float(x.max()) <= 1
-    assert next(iter(dm.test_dataloader())).shape == (1, 1, 48, 48)
+    assert batch["index"].tolist() == [0, 1, 2, 3]  # samples carry their numbers
+    assert next(iter(dm.test_dataloader()))["image"].shape == (1, 1, 48, 48)
     assert dm.names["test"] == ["camera"]
     dm3 = small_bundled(channels=3)
-    assert next(iter(dm3.val_dataloader())).shape == (1, 3, 48, 48)
+    assert next(iter(dm3.val_dataloader()))["image"].shape == (1, 3, 48, 48)
 
 
 def test_bundled_rejects_overlap_and_unknown_names():
@@ -47,7 +50,7 @@ def test_folder_split_and_read(tmp_path):
                           samples_per_epoch=4)
     assert [len(dm.names[s]) for s in ("train", "val", "test")] == [2, 1, 1]
     assert dm.names["test"] == ["test/im3.png"]
-    assert next(iter(dm.train_dataloader())).shape == (2, 1, 32, 32)
+    assert next(iter(dm.train_dataloader()))["image"].shape == (2, 1, 32, 32)
     with pytest.raises(ConfigError, match="need at least"):
         FolderDataModule(path=str(tmp_path), val_count=2, test_count=2, crop_size=32)
 
@@ -114,7 +117,8 @@ def test_atomic_checkpoint_io(tmp_path, monkeypatch):
 def test_accepted_arguments_follow_kwargs_in_this_package():
     names = accepted_arguments(dinv.physics.Denoising)
     assert {"noise_model", "max_iter", "tol"} <= names
-    assert accepted_arguments(dict) is None or isinstance(accepted_arguments(dict), set)
+    assert accepted_arguments(dict) is None  # a constructor that takes any keyword: nothing to check
+    assert accepted_arguments(dinv.optim.L2) == {"sigma"}
 
 
 def test_one_line_messages():
@@ -127,30 +131,40 @@ def _module(physics, **kw):
 
     model = dinv.optim.HQS(prior=dinv.optim.PnP(dinv.models.DnCNN(1, 1, depth=3, nf=8, last_layer_init="zero")),
                            max_iter=2, unfold=True, trainable_params=["stepsize"])
-    return UnfoldedModule(model, physics, **kw)
+    return UnfoldedModule(model, physics, **{"init": "adjoint", **kw})
 
 
-def test_eval_measurements_are_reproducible_and_training_noise_is_fresh():
+def test_measurements_are_functions_of_the_sample_numbers():
+    from unfolded.training.simulation import Simulator
+
     physics = dinv.physics.Denoising(dinv.physics.GaussianNoise(0.1))
-    module = _module(physics)
+    sim = Simulator(physics, train_noise_seed=0, eval_seed=1234)
     x = torch.rand(1, 1, 16, 16)
     torch.manual_seed(0)
-    a = module.measure(x, 0, "val")
+    _, a = sim.evaluation(x, torch.tensor([0]), "val")
     after = torch.rand(1)
     torch.manual_seed(0)
-    b = module.measure(x, 0, "val")
+    _, b = sim.evaluation(x, torch.tensor([0]), "val")
     assert torch.equal(a, b) and torch.equal(torch.rand(1), after)  # global RNG untouched
-    assert not torch.equal(module.measure(x, 1, "val"), a) and not torch.equal(module.measure(x, 0, "test"), a)
+    assert not torch.equal(sim.evaluation(x, torch.tensor([1]), "val")[1], a)
+    assert not torch.equal(sim.evaluation(x, torch.tensor([0]), "test")[1], a)
+    # a training sample's noise depends on its number only, not on its place in the batch
+    x2 = torch.rand(2, 1, 16, 16)
+    _, pair = sim.training(x2, torch.tensor([7, 3]))
+    _, alone = sim.training(x2[1:], torch.tensor([3]))
+    assert torch.equal(pair[1:], alone) and not torch.equal(pair[:1] - x2[:1], pair[1:] - x2[1:])
     assert not torch.equal(physics(x), physics(x))
 
 
 def test_mean_fill_init_fills_the_ring_with_the_mean():
+    from unfolded.training.simulation import initial_estimate
+
     physics = dinv.physics.Blur(dinv.physics.blur.gaussian_blur(1.0), padding="valid")
     x = torch.full((1, 1, 24, 24), 0.6)
     y = physics.A(x)
-    x0 = _module(physics, init="mean_fill").initial_estimate(y, physics)
+    x0 = initial_estimate("mean_fill", y, physics)
     assert torch.allclose(x0, x, atol=1e-5)  # a constant image is recovered exactly, ring included
-    assert _module(physics).initial_estimate(y, physics) is None
+    assert initial_estimate("adjoint", y, physics) is None
     with pytest.raises(ValueError, match="module.init"):
         _module(physics, init="zeros")
 
@@ -166,9 +180,9 @@ def test_interior_loss_and_full_loss_weight():
         module = _module(physics, loss_region=region, full_loss_weight=w)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            losses[(region, w)] = float(module.training_step(x, 0))
+            losses[(region, w)] = float(module.training_step({"image": x, "index": torch.arange(2)}, 0))
     n = physics.filter.shape[-1] - 1
-    module = _module(physics)
+    module = _module(physics, init="adjoint")
     x_hat = module(physics(x), physics).detach()
     full = float(torch.nn.functional.mse_loss(x_hat, x))
     interior = float(torch.nn.functional.mse_loss(x_hat[..., n:-n, n:-n], x[..., n:-n, n:-n]))

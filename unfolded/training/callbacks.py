@@ -13,6 +13,8 @@ from lightning.pytorch.loggers import WandbLogger
 
 from . import report
 from .atomic import write_atomically
+from .evaluation import learned_parameters
+from .metrics import display_image, measures_kspace
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -79,19 +81,22 @@ class ImageLogger(pl.Callback):
     """Measurement / reconstruction / target panels of the first validation image, for wandb."""
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        ex = getattr(pl_module, "val_example", None)
+        ex = pl_module.results.val_example
         if trainer.sanity_checking or not ex:
             return
+        kspace = measures_kspace(pl_module.physics_for(ex["x"]))
+        panels = {"measurement": display_image(ex["y"][0], kspace), "reconstruction": display_image(ex["x_hat"][0]),
+                  "target": display_image(ex["x"][0])}
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                logger.log_image(key="val/images", images=_same_size(ex), caption=list(ex),
+                logger.log_image(key="val/images", images=_same_size(panels), caption=list(panels),
                                  step=trainer.global_step)
 
     def on_test_end(self, trainer, pl_module) -> None:
         for logger in trainer.loggers:
             if not isinstance(logger, WandbLogger):
                 continue
-            for rec in getattr(pl_module, "test_records", []):
+            for rec in pl_module.results.test_records:
                 if "images" in rec:
                     imgs = rec["images"]
                     logger.log_image(key=f"test/{rec['name']}", images=_same_size(imgs),
@@ -107,16 +112,16 @@ class Report(pl.Callback):
         self.paths: dict[str, Path] = {}
 
     def on_test_end(self, trainer, pl_module) -> None:
-        if not getattr(pl_module, "test_records", None) or not trainer.is_global_zero:
+        results = pl_module.results
+        if not results.test_records or not trainer.is_global_zero:
             return
         history = next((cb for cb in trainer.callbacks if isinstance(cb, MetricHistory)), None)
         out = Path(self.output_dir or trainer.default_root_dir)
         out.mkdir(parents=True, exist_ok=True)
-        hp = pl_module.model.hyperparameters() if hasattr(pl_module.model, "hyperparameters") else {}
-        report.print_table(pl_module.test_records, pl_module.test_summary, hp)
-        self.paths["png"] = report.save_figure(out / self.filename, pl_module.test_records,
-                                               history.state_dict() if history else None,
-                                               pl_module.test_summary)
-        self.paths["json"] = report.save_json(out / "results.json", pl_module.test_records,
-                                              pl_module.test_summary, hp, pl_module.trained_steps)
+        hp = learned_parameters(pl_module.model)
+        report.print_table(results.test_records, results.test_summary, hp)
+        self.paths["png"] = report.save_figure(out / self.filename, results.test_records,
+                                               history.state_dict() if history else None, results.test_summary)
+        self.paths["json"] = report.save_json(out / "results.json", results.test_records,
+                                              results.test_summary, hp, pl_module.trained_steps)
         print(f"report: {self.paths['png']}  results: {self.paths['json']}")

@@ -3,14 +3,13 @@
 Training samples are random crops (with random flips) of the training images; validation and test
 images are fixed, disjoint from the training ones, and centre-cropped to `eval_size`.
 
-Training sample number n of a run (epoch·samples_per_epoch + place in the epoch) is a function of
-(seed, n) alone: a run resumed from a mid-epoch checkpoint sees the samples an uninterrupted run would
-(the training loader is resumable), and under DDP process r of w takes the samples r, r + w, ... of each
-global batch, so w processes with batch B see the samples of one process with batch w·B. Evaluation
-images are shared the same way (r, r + w, ...), without padding.
-
-`channels`: 1 grayscale, 3 colour, or 2 complex for MRI: a grayscale picture is the magnitude of a
-complex image with zero phase, stored as (real, imaginary) = (picture, 0).
+Every sample is a dict {"image": (C, H, W), "index": its number}; batches carry the numbers along, and
+everything random about a sample is seeded by its number (`seeding.py`). Training sample n of a run is
+epoch·samples_per_epoch + place in the epoch: a run resumed from a mid-epoch checkpoint sees the samples
+an uninterrupted run would (the training loader is resumable), and under DDP process r of w takes the
+samples r, r + w, ... of each global batch, so w processes with batch B see the samples of one process
+with batch w·B. Evaluation image i of a split keeps its number i whichever process evaluates it
+(process r of w gets r, r + w, ...; no padding).
 """
 
 from __future__ import annotations
@@ -24,96 +23,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from . import seeding
 from .errors import ConfigError
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
-CHANNELS = "1 (grayscale), 2 (complex, for MRI) or 3 (colour)"
-
-
-def mri_slice() -> np.ndarray:
-    """The brain MRI slice shipped with matplotlib (`s1045.ima.gz`: 256x256 big-endian uint16), scaled
-    so that its maximum is 1 (float32)."""
-    import gzip
-
-    from matplotlib import cbook
-
-    with cbook.get_sample_data("s1045.ima.gz") as f:
-        raw = f.read()
-    if raw[:2] == b"\x1f\x8b":  # some matplotlib versions hand back the compressed stream
-        raw = gzip.decompress(raw)
-    img = np.frombuffer(raw, ">u2").reshape(256, 256).astype(np.float32)
-    return img / img.max()
-
-
-def _bundled_loaders() -> dict:
-    from skimage import data as sk
-
-    loaders = {name: getattr(sk, name) for name in (
-        "astronaut", "brick", "camera", "cell", "chelsea", "clock", "coffee", "coins", "colorwheel",
-        "grass", "gravel", "hubble_deep_field", "immunohistochemistry", "moon", "page", "retina",
-        "rocket", "text",
-    )}
-    loaders["motorcycle"] = lambda: sk.stereo_motorcycle()[0]
-    loaders["mri_slice"] = mri_slice  # matplotlib's, not scikit-image's
-    return loaders
-
-
-def bundled_names() -> list[str]:
-    """Names accepted in `train_images`, `val_images`, `test_images` of `data=bundled`."""
-    return sorted(_bundled_loaders())
-
-
-def to_tensor(img: np.ndarray, channels: int) -> Tensor:
-    """(H, W[, C]) array of any integer/float/bool type → (channels, H, W) float32 tensor in [0, 1]
-    (channels=2: the grayscale picture as the real part, zero imaginary part)."""
-    img = np.asarray(img)
-    if img.dtype == bool:
-        img = img.astype(np.float32)
-    elif np.issubdtype(img.dtype, np.integer):
-        img = img.astype(np.float32) / float(np.iinfo(img.dtype).max)
-    else:
-        img = img.astype(np.float32)
-    if img.ndim == 3 and img.shape[2] == 4:  # drop alpha
-        img = img[..., :3]
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[..., 0]
-    if img.ndim == 2:
-        t = torch.from_numpy(np.ascontiguousarray(img))[None]
-    elif img.ndim == 3 and img.shape[2] == 3:
-        t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
-    else:
-        raise ConfigError(f"unsupported image array of shape {img.shape}")
-    if channels not in (1, 2, 3):
-        raise ConfigError(f"data.channels must be {CHANNELS}, got {channels}")
-    if channels in (1, 2) and t.shape[0] == 3:  # ITU-R 601 luma, as skimage.color.rgb2gray
-        t = (0.2125 * t[0] + 0.7154 * t[1] + 0.0721 * t[2])[None]
-    elif channels == 3 and t.shape[0] == 1:
-        t = t.expand(3, -1, -1)
-    t = t.clamp(0, 1)
-    if channels == 2:
-        t = torch.cat((t, torch.zeros_like(t)))
-    return t.contiguous()
-
-
-def resize_short_side(t: Tensor, size: int | None) -> Tensor:
-    """Resize (antialiased) so that the shorter side is `size` pixels; None keeps the image."""
-    if size is None:
-        return t
-    h, w = t.shape[-2:]
-    scale = size / min(h, w)
-    new = (max(size, round(h * scale)), max(size, round(w * scale)))
-    if new == (h, w):
-        return t
-    out = torch.nn.functional.interpolate(t[None], size=new, mode="bilinear", antialias=True, align_corners=False)
-    return out[0].clamp(0, 1)
-
-
-def center_crop(t: Tensor, size: int | None) -> Tensor:
-    if size is None:
-        return t
-    h, w = t.shape[-2:]
-    top, left = (h - size) // 2, (w - size) // 2
-    return t[..., top:top + size, left:left + size]
+from .images import CHANNELS, IMAGE_EXTENSIONS, bundled_loaders, center_crop, resize_short_side, to_tensor
 
 
 class RandomCrops(Dataset):
@@ -127,8 +39,8 @@ class RandomCrops(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> Tensor:
-        g = torch.Generator().manual_seed((self.seed * 1_000_000_007 + int(index)) % 2**63)
+    def __getitem__(self, index: int) -> dict:
+        g = seeding.generator(seeding.training_seed(self.seed, index))
         img = self.images[int(torch.randint(len(self.images), (), generator=g))]
         h, w = img.shape[-2:]
         top = int(torch.randint(h - self.crop_size + 1, (), generator=g))
@@ -139,7 +51,7 @@ class RandomCrops(Dataset):
                 crop = crop.flip(-1)
             if torch.rand((), generator=g) < 0.5:
                 crop = crop.flip(-2)
-        return crop.contiguous()
+        return {"image": crop.contiguous(), "index": int(index)}
 
 
 class SampleNumbers(Sampler[int]):
@@ -184,14 +96,16 @@ class ResumableLoader(DataLoader):
 
 
 class FixedImages(Dataset):
-    def __init__(self, images: Sequence[Tensor]):
-        self.images = list(images)
+    """Evaluation images with their numbers in the split (a process's share keeps the global numbers)."""
+
+    def __init__(self, images: Sequence[Tensor], numbers: Sequence[int]):
+        self.images, self.numbers = list(images), list(numbers)
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> Tensor:
-        return self.images[index]
+    def __getitem__(self, i: int) -> dict:
+        return {"image": self.images[i], "index": self.numbers[i]}
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -287,12 +201,13 @@ class ImageDataModule(pl.LightningDataModule):
     def eval_dataloader(self, split: str, shard: bool = True) -> DataLoader:
         """One image per batch (full-size evaluation images need not share a shape); with `shard`, process
         r of w gets the images r, r + w, ... (no padding: the module sums metrics over processes)."""
-        images = self.images[split]
+        numbers = list(range(len(self.images[split])))
         if shard:
             rank, world = self._rank_world()
             self.check_world_size(world)
-            images = images[rank::world]
-        return DataLoader(FixedImages(images), batch_size=1, shuffle=False, num_workers=0)
+            numbers = numbers[rank::world]
+        images = [self.images[split][i] for i in numbers]
+        return DataLoader(FixedImages(images, numbers), batch_size=1, shuffle=False, num_workers=0)
 
     def val_dataloader(self) -> DataLoader:
         return self.eval_dataloader("val")
@@ -309,8 +224,8 @@ class BundledDataModule(ImageDataModule):
 
     def __init__(
         self,
-        train_images: Sequence[str] = ("astronaut", "brick", "grass", "gravel", "hubble_deep_field",
-                                       "immunohistochemistry", "motorcycle", "rocket"),
+        train_images: Sequence[str] = ("astronaut", "brick", "cell", "hubble_deep_field", "immunohistochemistry",
+                                       "motorcycle", "rocket"),
         val_images: Sequence[str] = ("chelsea", "coins"),
         test_images: Sequence[str] = ("camera", "coffee", "moon"),
         **kwargs,
@@ -319,7 +234,7 @@ class BundledDataModule(ImageDataModule):
         super().__init__(**kwargs)
 
     def load_split(self, split):
-        loaders = _bundled_loaders()
+        loaders = bundled_loaders()
         unknown = [n for n in self.split_names[split] if n not in loaders]
         if unknown:
             raise ConfigError(f"unknown bundled image(s) {unknown} in data.{split}_images; "

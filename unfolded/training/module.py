@@ -1,15 +1,14 @@
-"""LightningModule around any unfolded model and a physics.
+"""LightningModule around any unfolded model and a physics: a thin step over the units that do the work.
 
-- training: y = physics(x) simulated on the fly with fresh noise for every batch, loss(model(y), x);
-- validation/test: measurements drawn with a fixed seed per image (the same draws for the model and
-  the baselines, and across epochs), PSNR / interior PSNR / SSIM per image (SPEC §9), PSNR of every
-  iterate; the test adds the Aᵀy and Tikhonov baselines (λ tuned on the validation images);
-- learned hyper-parameters (stepsize, σ, λ per iteration) and least-squares solver statistics logged;
-  unconverged CG/DEQ solves counted and reported once per epoch;
+- `simulation.Simulator`: y = physics(x) with noise seeded by the sample numbers the batches carry;
+  x₀ by the `init` policy;
+- `evaluation`: metrics per image, means across processes, test records beside the baselines
+  (`baselines.py`: Aᵀy and Tikhonov with λ tuned on the validation images); `self.results` is what the
+  callbacks read;
+- `stats.SolverStats`: CG/DEQ solves counted per epoch, unconverged ones reported once per epoch;
 - a NaN/inf training loss stops the run with `TrainingDiverged` (or skips the batch: `on_nonfinite_loss`);
-  a checkpoint with non-finite weights is never written;
-- under DDP each process evaluates its share of the images and the metrics are summed over processes,
-  so they equal a single-process evaluation.
+  a checkpoint with non-finite weights is never written.
+Batches are dicts {"image": x, "index": sample numbers} (`data.py`).
 """
 
 from __future__ import annotations
@@ -21,15 +20,20 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
-from . import baselines
+from . import baselines, evaluation
 from .errors import TrainingDiverged
-from .metrics import crop, display_image, image_metrics, interior_margin, measures_kspace
-from .physics_bank import PhysicsBank
+from .metrics import crop, image_metrics, interior_margin
+from .simulation import INITS, Simulator, initial_estimate
+from .stats import SolverStats
 
 log = logging.getLogger(__name__)
 
-SPLIT_SEED_OFFSET = {"val": 0, "test": 1_000_003}
-TRAIN_NOISE_STRIDE = 1_000_000_007  # separates the training-noise seeds of different `train_noise_seed`s
+DEFAULT_LAMBDAS = (1e-4, 3.16e-4, 1e-3, 3.16e-3, 1e-2, 3.16e-2, 1e-1, 3.16e-1, 1.0)
+
+
+def _one_of(name: str, value, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ValueError(f"module.{name} must be {' or '.join(repr(a) for a in allowed)}, got {value!r}")
 
 
 class UnfoldedModule(pl.LightningModule):
@@ -41,225 +45,120 @@ class UnfoldedModule(pl.LightningModule):
         optimizer: Callable | None = None,
         scheduler: Callable | None = None,
         scheduler_interval: str = "step",
-        loss_region: str = "full",
-        full_loss_weight: float = 0.0,
-        init: str = "adjoint",
+        loss_region: str = "interior",
+        full_loss_weight: float = 0.1,
+        init: str = "mean_fill",
         eval_seed: int = 1234,
-        tikhonov_lambdas: Sequence[float] = (1e-4, 3.16e-4, 1e-3, 3.16e-3, 1e-2, 3.16e-2, 1e-1, 3.16e-1, 1.0),
+        tikhonov_lambdas: Sequence[float] = DEFAULT_LAMBDAS,
         tikhonov_refine: int = 4,
         tikhonov_tol: float = 1e-8,
         tikhonov_max_iter: int = 2000,
         log_params_every_n_steps: int = 1,
         num_report_images: int = 3,
-        train_noise_seed: int | None = None,
+        train_noise_seed: int | None = 0,
         on_nonfinite_loss: str = "stop",
         run_config: dict | None = None,
     ):
         super().__init__()
-        if loss_region not in ("full", "interior"):
-            raise ValueError(f"module.loss_region must be 'full' or 'interior', got {loss_region!r}")
-        if init not in ("adjoint", "mean_fill"):
-            raise ValueError(f"module.init must be 'adjoint' or 'mean_fill', got {init!r}")
-        if scheduler_interval not in ("step", "epoch"):
-            raise ValueError(f"module.scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}")
+        _one_of("loss_region", loss_region, ("full", "interior"))
+        _one_of("init", init, INITS)
+        _one_of("scheduler_interval", scheduler_interval, ("step", "epoch"))
+        _one_of("on_nonfinite_loss", on_nonfinite_loss, ("stop", "skip"))
         self.model = model
-        self.physics_bank = PhysicsBank.wrap(physics)  # not a submodule: the state dict is the model's
+        # not a submodule: the state dict is the model's. train_noise_seed None: unseeded training noise.
+        self.simulator = Simulator(physics, train_noise_seed, eval_seed)
         self.loss_fn = loss if loss is not None else nn.MSELoss()
         self.optimizer_factory = optimizer if optimizer is not None else (lambda p: torch.optim.Adam(p, lr=1e-3))
         self.scheduler_factory, self.scheduler_interval = scheduler, scheduler_interval
-        self.loss_region, self.init, self.eval_seed = loss_region, init, eval_seed
-        self.full_loss_weight = float(full_loss_weight)
-        self.tikhonov_lambdas, self.tikhonov_refine = list(tikhonov_lambdas), tikhonov_refine
-        self.tikhonov_tol, self.tikhonov_max_iter = tikhonov_tol, tikhonov_max_iter
+        self.loss_region, self.init, self.full_loss_weight = loss_region, init, float(full_loss_weight)
+        self.tikhonov = {"lambdas": list(tikhonov_lambdas), "refine": tikhonov_refine, "tol": tikhonov_tol,
+                         "max_iter": tikhonov_max_iter}
         self.log_params_every_n_steps, self.num_report_images = log_params_every_n_steps, num_report_images
-        if on_nonfinite_loss not in ("stop", "skip"):
-            raise ValueError(f"module.on_nonfinite_loss must be 'stop' or 'skip', got {on_nonfinite_loss!r}")
-        # None: training noise from the global RNG; an int: the noise of each training sample is seeded by
-        # its number (step, place in the global batch), so it is the same after a resume and for any
-        # number of processes.
-        self.train_noise_seed = train_noise_seed
         self.on_nonfinite_loss = on_nonfinite_loss
         self.skipped_batches = 0
-        self._epoch_solves: dict[str, list[float]] = {}  # kind -> [solves, unconverged, worst residual]
-        self._eval_sums: dict[str, list[float]] = {}  # metric -> [sum over images, number of images]
         self.run_config = run_config
         self.checkpoint_global_step: int | None = None  # step of a checkpoint loaded for evaluation
-        self.tikhonov_lambda: float | None = None
-        self.tikhonov_val_psnr: float | None = None
-        self.val_example: dict[str, Tensor] | None = None
-        self.test_records: list[dict] = []
-        self.test_summary: dict[str, float] = {}
+        self.results = evaluation.Results()
+        self.solver_stats = SolverStats()
+        self._val_means = evaluation.Means()
 
-    # --- helpers ----------------------------------------------------------------------------------
+    # --- the model on measurements ----------------------------------------------------------------
     def physics_for(self, x: Tensor):
-        return self.physics_bank.get(x)
-
-    def measure(self, x: Tensor, index: int, split: str) -> Tensor:
-        """A measurement of evaluation image number `index` (in the whole split, whichever process
-        evaluates it) with noise seeded by (split, index): reproducible."""
-        physics = self.physics_for(x)
-        devices = [x.device.index or 0] if x.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.eval_seed + SPLIT_SEED_OFFSET[split] + index)
-            return physics(x)
-
-    def _rank_world(self) -> tuple[int, int]:
-        if self._trainer is None:
-            return 0, 1
-        return self.trainer.global_rank, self.trainer.world_size
-
-    def eval_index(self, batch_idx: int) -> int:
-        """Index in the split of evaluation batch `batch_idx` (one image per batch): the data module gives
-        process r of w the images r, r + w, r + 2w, ..."""
-        rank, world = self._rank_world()
-        return batch_idx * world + rank
-
-    def simulate_training(self, x: Tensor, physics) -> Tensor:
-        """y = physics(x) with fresh noise for every sample. With `train_noise_seed`, the noise of a sample
-        is seeded by its number in the run (global step, place in the global batch)."""
-        if self.train_noise_seed is None:
-            return physics(x)
-        rank, world = self._rank_world()
-        first = self.global_step * x.shape[0] * world
-        devices = [x.device.index or 0] if x.device.type == "cuda" else []
-        ys = []
-        with torch.random.fork_rng(devices=devices):
-            for i in range(x.shape[0]):  # data module: process r holds the places r, r + w, ... of the batch
-                torch.manual_seed(self.train_noise_seed * TRAIN_NOISE_STRIDE + first + i * world + rank)
-                ys.append(physics(x[i:i + 1]))
-        return torch.cat(ys)
-
-    def initial_estimate(self, y: Tensor, physics) -> Tensor | None:
-        """x₀ given to the model: None (the algorithm's own, Aᵀy) or, with init='mean_fill',
-        Aᵀy + m·(1 − Aᵀ1) with m the mean of y: what A barely sees (the ring of a valid blur, the
-        missing pixels of inpainting) starts at the mean instead of black."""
-        if self.init == "adjoint":
-            return None
-        m = y.mean(dim=tuple(range(1, y.dim())), keepdim=True)
-        return physics.A_adjoint(y) + m * (1 - physics.A_adjoint(torch.ones_like(y)))
+        return self.simulator.physics_for(x)
 
     def forward(self, y: Tensor, physics) -> Tensor:
-        init = self.initial_estimate(y, physics)
-        return self.model(y, physics) if init is None else self.model(y, physics, init=init)
+        return self.model(y, physics, **self.init_kwargs(y, physics))
 
-    def reconstruct(self, y: Tensor, physics, x: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        """(x̂, PSNR of each iterate (K, B) or None)."""
-        if x is None:
-            return self(y, physics), None
-        init = self.initial_estimate(y, physics)
-        kwargs = {} if init is None else {"init": init}
-        try:
-            out = self.model(y, physics, x_gt=x, compute_metrics=True, **kwargs)
-        except TypeError:  # a model without per-iterate metrics
-            return self(y, physics), None
-        if isinstance(out, tuple):
-            x_hat, metrics = out
-            per_iter = metrics.get("psnr") if isinstance(metrics, dict) else None
-            if per_iter is not None:
-                per_iter = torch.as_tensor(per_iter).detach().float()
-                if per_iter.dim() == 1:
-                    per_iter = per_iter[:, None]
-            return x_hat, per_iter
-        return out, None
-
-    def _region(self, t: Tensor, margin) -> Tensor:
-        return crop(t, margin) if self.loss_region == "interior" else t
-
-    def _harvest_solves(self) -> dict[str, float]:
-        """Statistics of the solves since the last call (added to this epoch's counts); empties the log."""
-        solver_log = getattr(self.model, "solver_log", None)
-        if solver_log is None or not hasattr(solver_log, "summary"):
-            return {}
-        summary = solver_log.summary()
-        for key, value in summary.items():
-            kind, _, stat = key.rpartition("/")
-            counts = self._epoch_solves.setdefault(kind, [0.0, 0.0, 0.0])
-            if stat == "solves":
-                counts[0] += float(value)
-            elif stat == "unconverged":
-                counts[1] += float(value)
-            elif stat == "max_rel_residual":
-                counts[2] = max(counts[2], float(value))
-        if hasattr(solver_log, "reset"):
-            solver_log.reset()
-        return summary
-
-    def _sum_over_processes(self, values: list[float]) -> list[float]:
-        if self._rank_world()[1] == 1:
-            return values
-        t = torch.tensor(values, dtype=torch.float64, device=self.device)
-        return self.trainer.strategy.reduce(t, reduce_op="sum").tolist()
-
-    def on_train_epoch_end(self) -> None:
-        """Once per epoch: the count of unconverged CG/DEQ solves and of skipped batches, as metrics and, if
-        any, as one warning line."""
-        self._harvest_solves()
-        kinds = sorted(self._epoch_solves)
-        flat = self._sum_over_processes([v for k in kinds for v in self._epoch_solves[k][:2]])
-        problems = []
-        for i, kind in enumerate(kinds):
-            solves, unconverged = flat[2 * i], flat[2 * i + 1]
-            self.log(f"solver/epoch/{kind}/unconverged", unconverged, on_step=False, on_epoch=True)
-            if unconverged:
-                problems.append(f"{int(unconverged)} of {int(solves)} {kind} solves unconverged "
-                                f"(worst relative residual {self._epoch_solves[kind][2]:.2e})")
-        if self.on_nonfinite_loss == "skip":  # the same count in every process: all skip together
-            self.log("train/skipped_batches", float(self.skipped_batches), on_step=False, on_epoch=True)
-            if self.skipped_batches:
-                problems.append(f"{self.skipped_batches} batch(es) skipped so far for a non-finite loss")
-        if problems and self.trainer.is_global_zero:
-            log.warning("epoch %d (step %d): %s", self.current_epoch, self.global_step, "; ".join(problems))
-        self._epoch_solves = {}
-
-    def _log_hyperparameters(self, solver_summary: dict[str, float]) -> None:
-        hp = getattr(self.model, "hyperparameters", None)
-        if callable(hp):
-            for name, value in hp().items():
-                value = torch.as_tensor(value).detach().flatten().float()
-                if value.numel() == 1:
-                    self.log(f"params/{name}", value[0], on_step=True, on_epoch=False)
-                else:
-                    for k, v in enumerate(value):
-                        self.log(f"params/{name}/{k}", v, on_step=True, on_epoch=False)
-        for key, value in solver_summary.items():
-            if isinstance(value, (int, float)) or (isinstance(value, Tensor) and value.numel() == 1):
-                self.log(f"solver/{key}", float(value), on_step=True, on_epoch=False)
-        for key, value in (getattr(self.model, "deq_stats", None) or {}).items():
-            if isinstance(value, (int, float)) or (isinstance(value, Tensor) and value.numel() == 1):
-                self.log(f"deq/{key}", float(value), on_step=True, on_epoch=False)
+    def init_kwargs(self, y: Tensor, physics) -> dict:
+        x0 = initial_estimate(self.init, y, physics)
+        return {} if x0 is None else {"init": x0}
 
     # --- training ---------------------------------------------------------------------------------
-    def training_step(self, x: Tensor, batch_idx: int) -> Tensor | None:
-        physics = self.physics_for(x)
-        y = self.simulate_training(x, physics)  # fresh noise for every sample
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor | None:
+        x = batch["image"]
+        physics, y = self.simulator.training(x, batch["index"])
         x_hat = self(y, physics)
-        margin = interior_margin(physics, x.shape) if self.loss_region == "interior" else (0, 0)
-        loss = self.loss_fn(self._region(x_hat, margin), self._region(x, margin))
-        if self.loss_region == "interior" and self.full_loss_weight > 0:
-            loss = loss + self.full_loss_weight * self.loss_fn(x_hat, x)
-        solver_summary = self._harvest_solves()
+        loss = self._loss(x_hat, x, physics)
+        solver_summary = self.solver_stats.harvest(self.model, self.device)
         if not self._all_finite(loss):
             return self._nonfinite_loss(loss)
-        with torch.no_grad():
-            psnr = image_metrics(x_hat, x, (0, 0))["psnr"].mean()
         bs = x.shape[0]
+        with torch.no_grad():
+            self.log("train/psnr", image_metrics(x_hat, x, (0, 0))["psnr"].mean(), prog_bar=True, batch_size=bs)
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
-        self.log("train/psnr", psnr, prog_bar=True, batch_size=bs)
         # in the metrics, for the main process of DDP-spawn (its own trainer does not count the steps)
         self.log("trainer/global_step", float(self.global_step + 1), on_step=True, on_epoch=False, batch_size=bs)
         if self._trainer is not None and self.trainer.optimizers:
             self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=bs)
         if self.log_params_every_n_steps and self.global_step % self.log_params_every_n_steps == 0:
-            self._log_hyperparameters(solver_summary)
+            self._log_step_values(solver_summary)
         return loss
+
+    def _loss(self, x_hat: Tensor, x: Tensor, physics) -> Tensor:
+        """The loss on the interior (a valid blur's barely-measured ring cropped) plus `full_loss_weight` x
+        the loss on the whole image; or on the whole image."""
+        if self.loss_region == "full":
+            return self.loss_fn(x_hat, x)
+        margin = interior_margin(physics, x.shape)
+        loss = self.loss_fn(crop(x_hat, margin), crop(x, margin))
+        if self.full_loss_weight > 0:
+            loss = loss + self.full_loss_weight * self.loss_fn(x_hat, x)
+        return loss
+
+    def _log_step_values(self, solver_summary: dict[str, float]) -> None:
+        for name, value in evaluation.learned_parameters(self.model).items():
+            value = torch.as_tensor(value).detach().flatten().float()
+            if value.numel() == 1:
+                self.log(f"params/{name}", value[0], on_step=True, on_epoch=False)
+            else:
+                for k, v in enumerate(value):
+                    self.log(f"params/{name}/{k}", v, on_step=True, on_epoch=False)
+        for key, value in solver_summary.items():
+            self.log(f"solver/{key}", float(value), on_step=True, on_epoch=False)
+
+    def on_train_epoch_end(self) -> None:
+        """Once per epoch: the count of unconverged CG/DEQ solves and of skipped batches, as metrics and, if
+        any, as one warning line."""
+        self.solver_stats.harvest(self.model, self.device)
+        problems = []
+        for kind, counts in self.solver_stats.compute_and_reset().items():
+            self.log(f"solver/epoch/{kind}/unconverged", float(counts.unconverged), on_step=False, on_epoch=True)
+            problems.append(counts.problem(kind))
+        if self.on_nonfinite_loss == "skip":  # the same count in every process: all skip together
+            self.log("train/skipped_batches", float(self.skipped_batches), on_step=False, on_epoch=True)
+            if self.skipped_batches:
+                problems.append(f"{self.skipped_batches} batch(es) skipped so far for a non-finite loss")
+        problems = [p for p in problems if p]
+        if problems and self.trainer.is_global_zero:
+            log.warning("epoch %d (step %d): %s", self.current_epoch, self.global_step, "; ".join(problems))
 
     # --- divergence -------------------------------------------------------------------------------
     def _all_finite(self, loss: Tensor) -> bool:
         """Whether the loss is finite in every process (all must take the same branch under DDP)."""
-        finite = bool(torch.isfinite(loss).all())
-        if self._rank_world()[1] == 1:
-            return finite
-        return self._sum_over_processes([float(not finite)])[0] == 0
+        bad = torch.tensor(float(not bool(torch.isfinite(loss).all())), device=self.device)
+        if self._trainer is not None and self.trainer.world_size > 1:
+            bad = self.trainer.strategy.reduce(bad, reduce_op="sum")
+        return float(bad) == 0
 
     def _last_good_checkpoint(self) -> str:
         cb = self.trainer.checkpoint_callback if self._trainer is not None else None
@@ -288,122 +187,71 @@ class UnfoldedModule(pl.LightningModule):
         return {"optimizer": opt,
                 "lr_scheduler": {"scheduler": self.scheduler_factory(opt), "interval": self.scheduler_interval}}
 
-    # --- Tikhonov baseline ------------------------------------------------------------------------
+    # --- evaluation -------------------------------------------------------------------------------
     def tune_baseline(self) -> None:
-        """Choose the Tikhonov λ on the validation images (same noise draws as validation)."""
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if dm is None or not self.tikhonov_lambdas:
+        """Choose the Tikhonov λ on the validation images (the validation noise draws), in every process."""
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        if dm is None or not self.tikhonov["lambdas"] or self.results.tikhonov_lambda is not None:
             return
-        pairs = []
-        # every process tunes on all validation images, so that all find the same λ
-        loader = dm.eval_dataloader("val", shard=False) if hasattr(dm, "eval_dataloader") else dm.val_dataloader()
-        for idx, x in enumerate(loader):
-            x = x.to(self.device)
-            pairs.append((x, self.measure(x, idx, "val"), self.physics_for(x)))
+        triples = []
+        for batch in dm.eval_dataloader("val", shard=False):
+            x = batch["image"].to(self.device)
+            physics, y = self.simulator.evaluation(x, batch["index"], "val")
+            triples.append((x, y, physics))
+        t = self.tikhonov
         with torch.no_grad():
-            lam, score, _ = baselines.tune_tikhonov(pairs, self.tikhonov_lambdas, self.tikhonov_refine,
-                                                     self.tikhonov_tol, self.tikhonov_max_iter)
-        self.tikhonov_lambda, self.tikhonov_val_psnr = lam, score
+            lam, score, _ = baselines.tune_tikhonov(triples, t["lambdas"], t["refine"], t["tol"], t["max_iter"])
+        self.results.tikhonov_lambda, self.results.tikhonov_val_psnr = lam, score
         log.info("Tikhonov baseline: lambda=%.4g, validation interior PSNR %.2f dB", lam, score)
 
-    # --- validation -------------------------------------------------------------------------------
+    def _evaluate(self, batch: dict, split: str):
+        x = batch["image"]
+        physics, y = self.simulator.evaluation(x, batch["index"], split)
+        x_hat, per_iter = evaluation.reconstruct(self.model, y, physics, initial_estimate(self.init, y, physics), x)
+        return x, y, physics, x_hat, per_iter, interior_margin(physics, x.shape)
+
     def on_validation_epoch_start(self) -> None:
-        self._harvest_solves()  # the last training step's solves belong to the training epoch
-        self._eval_sums = {}
-        if self.tikhonov_lambda is None:
-            self.tune_baseline()
+        self.solver_stats.harvest(self.model, self.device)  # the last training step's solves are the epoch's
+        self.tune_baseline()
 
-    def _evaluate(self, x: Tensor, batch_idx: int, split: str):
-        physics = self.physics_for(x)
-        y = self.measure(x, self.eval_index(batch_idx), split)
-        x_hat, per_iter = self.reconstruct(y, physics, x)
-        margin = interior_margin(physics, x.shape)
-        return physics, y, x_hat, per_iter, margin
-
-    def validation_step(self, x: Tensor, batch_idx: int) -> None:
-        physics, y, x_hat, per_iter, margin = self._evaluate(x, batch_idx, "val")
-        values = {f"val/{name}": value for name, value in image_metrics(x_hat, x, margin).items()}
-        if per_iter is not None:
-            values.update({f"val/psnr_iter/{k + 1}": v for k, v in enumerate(per_iter)})
-        for key, value in values.items():  # summed per image; averaged over all processes at the epoch end
-            sums = self._eval_sums.setdefault(key, [0.0, 0.0])
-            sums[0] += float(value.detach().double().sum())
-            sums[1] += value.numel()
-        if batch_idx == 0 and self.eval_index(0) == 0:
-            self.val_example = {"measurement": display_image(y[0], measures_kspace(physics)).cpu(),
-                                "reconstruction": display_image(x_hat[0]).cpu(), "target": display_image(x[0]).cpu()}
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        x, y, physics, x_hat, per_iter, margin = self._evaluate(batch, "val")
+        self._val_means.update(evaluation.validation_values(x_hat, x, margin, per_iter), self.device)
+        if int(batch["index"][0]) == 0:
+            self.results.val_example = {"x": x[:1].detach().cpu(), "y": y[:1].detach().cpu(),
+                                        "x_hat": x_hat[:1].detach().cpu()}
 
     def on_validation_epoch_end(self) -> None:
-        """Mean of each metric over the validation images of all processes (exact, without the
-        duplicates a padding sampler would add)."""
-        keys = sorted(self._eval_sums)
-        flat = self._sum_over_processes([v for k in keys for v in self._eval_sums[k]])
-        for i, key in enumerate(keys):
-            total, count = flat[2 * i], flat[2 * i + 1]
-            if count:
-                self.log(key, total / count, prog_bar=key == "val/psnr", sync_dist=False)
-        if self.tikhonov_val_psnr is not None:
-            self.log("val/tikhonov_psnr_interior", self.tikhonov_val_psnr)
-        solver_log = getattr(self.model, "solver_log", None)
-        if hasattr(solver_log, "reset"):  # validation solves are not counted with the training epoch's
-            solver_log.reset()
+        """Mean of each metric over the validation images of all processes."""
+        for key, value in self._val_means.compute_and_reset().items():
+            self.log(key, value, prog_bar=key == "val/psnr", sync_dist=False)
+        if self.results.tikhonov_val_psnr is not None:
+            self.log("val/tikhonov_psnr_interior", self.results.tikhonov_val_psnr)
+        if getattr(self.model, "solver_log", None) is not None:  # validation solves are not the epoch's
+            self.model.solver_log.reset()
 
-    # --- test -------------------------------------------------------------------------------------
     def on_test_start(self) -> None:
-        self.test_records = []
-        if self.tikhonov_lambda is None:
-            self.tune_baseline()
+        self.results.test_records = []
+        self.tune_baseline()
 
-    def test_step(self, x: Tensor, batch_idx: int) -> None:
-        physics, y, x_hat, per_iter, margin = self._evaluate(x, batch_idx, "test")
-        recs = {"model": x_hat.detach()}
-        recs.update(baselines.baseline_reconstructions(physics, y, x.shape, self.tikhonov_lambda,
-                                                       self.tikhonov_tol, self.tikhonov_max_iter))
-        names = getattr(getattr(self.trainer, "datamodule", None), "names", {}).get("test", [])
-        for i in range(x.shape[0]):
-            index = self.eval_index(batch_idx) if x.shape[0] == 1 else batch_idx * x.shape[0] + i
-            record = {"index": index, "name": names[index] if index < len(names) else f"test_{index}"}
-            for method, rec in recs.items():
-                for metric, value in image_metrics(rec[i:i + 1], x[i:i + 1], margin).items():
-                    record[f"{method}/{metric}"] = float(value)
-            if per_iter is not None:
-                record["psnr_iter"] = per_iter[:, i].tolist()
-            if index < self.num_report_images:
-                record["images"] = {"measurement": display_image(y[i], measures_kspace(physics)).cpu(),
-                                    "target": display_image(x[i]).cpu(),
-                                    **{m: display_image(r[i]).cpu() for m, r in recs.items()}}
-            self.test_records.append(record)
-
-    def _gather_test_records(self) -> None:
-        """All processes' records, in image order, on every process (images stay with their process)."""
-        if self._rank_world()[1] == 1:
-            return
-        import torch.distributed as dist
-
-        mine = [{k: v for k, v in r.items() if k != "images"} for r in self.test_records]
-        everyone: list = [None] * dist.get_world_size()
-        dist.all_gather_object(everyone, mine)
-        images = {r["index"]: r["images"] for r in self.test_records if "images" in r}
-        records = sorted((r for part in everyone for r in part), key=lambda r: r["index"])
-        self.test_records = [{**r, "images": images[r["index"]]} if r["index"] in images else r for r in records]
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        x, y, physics, x_hat, per_iter, margin = self._evaluate(batch, "test")
+        t = self.tikhonov
+        recs = {"model": x_hat.detach(),
+                **baselines.baseline_reconstructions(physics, y, x.shape, self.results.tikhonov_lambda,
+                                                     t["tol"], t["max_iter"])}
+        names = getattr(self.trainer.datamodule, "names", {}).get("test", [])
+        self.results.test_records += evaluation.test_records(batch["index"].tolist(), names, x, y, physics, recs,
+                                                             margin, per_iter, self.num_report_images)
 
     def on_test_epoch_end(self) -> None:
-        self._gather_test_records()
-        if not self.test_records:
+        records = evaluation.gather_records(self.results.test_records)
+        self.results.test_records = records
+        if not records:
             return
-        keys = [k for k in self.test_records[0] if "/" in k]
-        summary = {k: sum(r[k] for r in self.test_records) / len(self.test_records) for k in keys}
-        if "tikhonov/psnr" in summary:
-            summary["gain/psnr"] = summary["model/psnr"] - summary["tikhonov/psnr"]
-            summary["gain/psnr_interior"] = summary["model/psnr_interior"] - summary["tikhonov/psnr_interior"]
-        if "adjoint/psnr" in summary:  # Aᵀy: the zero-filled reconstruction for MRI
-            summary["gain/psnr_vs_adjoint"] = summary["model/psnr"] - summary["adjoint/psnr"]
-        if self.tikhonov_lambda is not None:
-            summary["tikhonov/lambda"] = self.tikhonov_lambda
-        self.test_summary = summary
-        for k, v in summary.items():
-            name = k.replace("model/", "")
-            self.log(f"test/{name}", v)
+        self.results.test_summary = evaluation.summarise(records, self.results.tikhonov_lambda)
+        for k, v in self.results.test_summary.items():
+            self.log(f"test/{k.replace('model/', '')}", v)
         self.log("trainer/global_step", float(self.trained_steps))
 
     # --- checkpoints ------------------------------------------------------------------------------
@@ -416,8 +264,8 @@ class UnfoldedModule(pl.LightningModule):
                                    f"trainer.gradient_clip_val")
         checkpoint["skipped_batches"] = self.skipped_batches
         # For the record only: λ is re-tuned in each process, as it depends on the physics in use.
-        checkpoint["tikhonov_lambda"] = self.tikhonov_lambda
-        checkpoint["tikhonov_val_psnr"] = self.tikhonov_val_psnr
+        checkpoint["tikhonov_lambda"] = self.results.tikhonov_lambda
+        checkpoint["tikhonov_val_psnr"] = self.results.tikhonov_val_psnr
         if self.run_config is not None:
             checkpoint["unfolded_config"] = self.run_config
 

@@ -58,23 +58,31 @@ def build_physics(cfg: DictConfig) -> PhysicsBank:
 
 
 def build_model(cfg: DictConfig) -> torch.nn.Module:
-    """A predefined architecture (`model` group), or an algorithm (`algo`) with its `prior` and `deq`."""
-    if cfg.get("model") is not None:
-        return build(cfg.model, "model")
-    prior = build(cfg.prior, "prior") if cfg.get("prior") else None
-    deq = None
-    if cfg.get("deq"):
-        deq = build(cfg.deq, "deq")
-    kwargs = {"prior": prior}
-    if deq is not None:
-        kwargs["DEQ"] = deq
-    # Partial first, then call: passed through `instantiate`, a DEQConfig dataclass would become a config.
-    factory = build(cfg.algo, "algo", _partial_=True)
-    try:
-        return factory(**kwargs)
-    except (ValueError, TypeError) as e:
-        msg = str(e).strip().splitlines()
-        raise ConfigError(f"cannot build algo: {type(e).__name__}: {msg[-1] if msg else ''}") from None
+    """The `algo` tree in one recursive instantiate: an algorithm with its `prior` and `DEQ`, or a predefined
+    architecture with its own network."""
+    return build(cfg.algo, "algo")
+
+
+def check_compatible(model: torch.nn.Module, physics: PhysicsBank, cfg: DictConfig) -> None:
+    """Let the model meet the physics once, on a noiseless measurement of one training-size image, so that
+    a model/physics mismatch (e.g. e2e-varnet without MRI, complex models on real images) is the model's
+    own one-line error at start-up, not a traceback mid-training. The RNG state is left as it was."""
+    data = cfg.get("data") or {}
+    if not (data.get("channels") and data.get("crop_size")):
+        return
+    size = (int(data.channels), int(data.crop_size), int(data.crop_size))
+    op = physics.example(size)
+    with torch.no_grad(), torch.random.fork_rng(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a solve of an untrained model may not converge: not the point here
+        try:
+            model(op.A(torch.zeros(1, *size)), op)
+        except (ValueError, TypeError) as e:
+            msg = str(e).strip().splitlines()
+            raise ConfigError(f"algo={cfg.algo.get('_target_')} cannot work with physics="
+                              f"{cfg.physics.get('_target_')}: {msg[-1] if msg else type(e).__name__}") from None
+        finally:
+            if getattr(model, "solver_log", None) is not None:
+                model.solver_log.reset()
 
 
 def build_module(cfg: DictConfig, model, physics) -> pl.LightningModule:
@@ -117,6 +125,7 @@ def run(cfg: DictConfig) -> tuple[float | None, dict]:
         model = build_model(cfg)
     for w in caught:
         log.warning("%s", w.message)
+    check_compatible(model, physics, cfg)
     module = build_module(cfg, model, physics)
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path is not None:

@@ -77,7 +77,7 @@ class RunRecord(pl.Callback):
         """The first test image of the report: measurement, reconstructions and target as PNGs."""
         from PIL import Image
 
-        rec = next((r for r in getattr(pl_module, "test_records", []) if "images" in r), None)
+        rec = next((r for r in pl_module.results.test_records if "images" in r), None)
         if rec is None or not trainer.is_global_zero:
             return
         folder = self._folder(trainer) / EXAMPLES_DIR

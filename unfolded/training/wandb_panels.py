@@ -9,13 +9,11 @@ Does nothing without a WandbLogger.
 
 from __future__ import annotations
 
-import logging
-
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
-log = logging.getLogger(__name__)
+from .evaluation import learned_parameters, reports_iterates
 
 
 def _psnr_per_iteration(metrics: dict, prefix: str) -> list[float]:
@@ -69,7 +67,7 @@ class WandbPanels(pl.Callback):
 
     def on_test_end(self, trainer, pl_module) -> None:
         loggers = self._loggers(trainer)
-        iters = [r["psnr_iter"] for r in getattr(pl_module, "test_records", []) if "psnr_iter" in r]
+        iters = [r["psnr_iter"] for r in pl_module.results.test_records if "psnr_iter" in r]
         if not loggers or not iters:
             return
         import wandb
@@ -81,31 +79,22 @@ class WandbPanels(pl.Callback):
 
     @staticmethod
     def parameters_per_iteration(model) -> dict[str, list[float]]:
-        hp = getattr(model, "hyperparameters", None)
-        if not callable(hp):
-            return {}
-        return {name: torch.as_tensor(v).detach().float().flatten().tolist() for name, v in hp().items()}
+        return {name: torch.as_tensor(v).detach().float().flatten().tolist()
+                for name, v in learned_parameters(model).items()}
 
     @staticmethod
     def residual_per_iteration(pl_module) -> list[float] | None:
-        """Re-run the model on the first validation image, asking for its per-iteration metrics."""
-        ex = getattr(pl_module, "val_example", None)
-        if not ex:
+        """Re-run the model on the first validation image's measurement (the one validation used), asking
+        for its per-iteration relative change; None for models that do not report iterates."""
+        ex = pl_module.results.val_example
+        if not ex or not reports_iterates(pl_module.model):
             return None
-        x = ex["target"][None].to(pl_module.device)
-        y = ex["measurement"][None].to(pl_module.device)
+        x, y = ex["x"].to(pl_module.device), ex["y"].to(pl_module.device)
         physics = pl_module.physics_for(x)
-        init = pl_module.initial_estimate(y, physics)
-        kwargs = {} if init is None else {"init": init}
-        try:
-            with torch.no_grad():
-                out = pl_module.model(y, physics, x_gt=x, compute_metrics=True, **kwargs)
-        except Exception as e:  # noqa: BLE001  (a panel must never stop training)
-            if not isinstance(e, TypeError):  # TypeError: a model without per-iteration metrics
-                log.warning("wandb panel of the relative change skipped: %s: %s", type(e).__name__, e)
-            return None
-        metrics = out[1] if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict) else {}
-        residual = metrics.get("residual")
+        with torch.no_grad():
+            _, metrics = pl_module.model(y, physics, x_gt=x, compute_metrics=True,
+                                         **pl_module.init_kwargs(y, physics))
+        residual = metrics.get("residual") if isinstance(metrics, dict) else None
         if residual is None or torch.as_tensor(residual).numel() == 0:
             return None
         return torch.as_tensor(residual).detach().float().reshape(len(residual), -1).mean(dim=1).tolist()
