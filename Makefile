@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# extra overrides with ARGS, e.g. make train ARGS="trainer.max_steps=1000"
 train: $(STAMP)
-	$(PY) train.py
+	$(PY) train.py $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -37,5 +37,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    preflight(sys.argv[1:])
+    sys.argv[1:] = preflight(sys.argv[1:])  # a dict given for a dict node replaces it
     main()

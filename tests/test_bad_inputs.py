@@ -88,6 +88,26 @@ def _checkpoint(content):
     return setup
 
 
+class _RunsCode:
+    """Unpickling this runs `os.system`: what a malicious shared checkpoint would do."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch /tmp/unfolded-pickle-ran",))
+
+
+def _crafted_pickle() -> bytes:
+    import io
+    import pickle
+
+    buf = io.BytesIO()
+    pickle.dump({"state_dict": {}, "payload": _RunsCode()}, buf)
+    return buf.getvalue()
+
+
+_CRAFTED_PICKLE = _crafted_pickle()
+
 OTHER_MODEL = {"state_dict": {"model.prior.denoiser.in_conv.weight": torch.zeros(64, 1, 3, 3)},
                "unfolded_config": {"algo": {"_target_": "unfolded.optim.PGD"}}}
 
@@ -139,9 +159,10 @@ CASES = [
      ValueError, r"Anderson beta must be in \(0, 1\], got 2.0"),
     # --- command line: keys and groups ---
     ("cli-unknown-group-option", cli("algo=fista"), SystemExit,
-     r"config error: .*Could not find 'algo/fista'; available options in 'algo': admm gd hqs pgd"),
+     r"config error: .*Could not find 'algo/fista'; available options in 'algo': admm e2e_varnet gd hqs modl pdnet "
+     r"pgd varnet"),
     ("cli-override-of-missing-key", cli("algo.stepsiz=0.5"), SystemExit,
-     r"config error: unknown key 'algo.stepsiz' \(a typo\? to add a new key on purpose, use \+algo.stepsiz=0.5\)"),
+     r"config error: unknown key 'algo.stepsiz'; did you mean algo.stepsize\?$"),
     ("cli-unknown-constructor-key", cli("+algo.stepsiz=0.5"), ConfigError,
      r"unknown key 'algo\.stepsiz': unfolded.optim.HQS accepts .*stepsize"),
     ("cli-unknown-nested-key", cli("+physics.noise_model.sigm=0.1"), ConfigError,
@@ -149,7 +170,7 @@ CASES = [
     ("cli-unknown-data-key", cli("+data.crop=32"), ConfigError, r"unknown key 'data\.crop': .*crop_size"),
     ("cli-unknown-top-level-key", cli("+sed=1"), ConfigError, r"unknown top-level key 'sed'; known: .*seed"),
     ("cli-unknown-trainable-parameter", cli("algo.trainable_params=[stepsiz]"), ConfigError,
-     r"unknown trainable parameter 'stepsiz' in algo.trainable_params; valid: .*stepsize"),
+     r"cannot build algo: ValueError: .*stepsiz.*stepsize"),
     ("cli-bad-constructor-value", cli("physics.padding=bogus"), ConfigError,
      r"cannot build physics: ValueError: padding must be one of valid, .*got 'bogus'"),
     ("cli-impossible-solver", cli("physics.max_iter=0"), ConfigError,
@@ -189,10 +210,27 @@ CASES = [
     # --- command line: checkpoints ---
     ("cli-missing-checkpoint", cli(setup=lambda p: [f"ckpt_path={p / 'none.ckpt'}"]), ConfigError,
      r"ckpt_path=\S+none.ckpt: no such file"),
-    ("cli-corrupt-checkpoint", cli(setup=_checkpoint(b"\x00garbage, not a checkpoint")), ConfigError,
-     r"ckpt_path=\S+model.ckpt: cannot be read \(\w+"),
-    ("cli-not-a-lightning-checkpoint", cli(setup=_checkpoint({"weights": torch.zeros(3)})), ConfigError,
-     r"ckpt_path=\S+model.ckpt: not a Lightning checkpoint \(no state_dict\)"),
+    ("cli-corrupt-checkpoint", cli(setup=_checkpoint(b"\x00garbage, not a checkpoint")), SystemExit,
+     r"config error: ckpt_path=\S+model.ckpt: cannot be read as a checkpoint \(\w+"),
+    ("cli-not-a-lightning-checkpoint", cli(setup=_checkpoint({"weights": torch.zeros(3)})), SystemExit,
+     r"config error: ckpt_path=\S+model.ckpt: not a Lightning checkpoint \(no state_dict\)"),
+    ("cli-code-in-a-checkpoint", cli(setup=_checkpoint(_CRAFTED_PICKLE)), SystemExit,
+     r"config error: ckpt_path=\S+model.ckpt: cannot be read as a checkpoint \(UnpicklingError"),
+    # --- command line: values of documented keys (type, range) and keys that exist elsewhere ---
+    ("cli-batch-size-zero", cli("data.batch_size=0"), ConfigError, r"^data.batch_size=0: must be an integer >= 1$"),
+    ("cli-batch-size-negative", cli("data.batch_size=-1"), ConfigError, r"^data.batch_size=-1: must be an integer >= 1"),
+    ("cli-lr-not-a-number", cli("module.optimizer.lr=abc"), ConfigError,
+     r"^module.optimizer.lr='abc': must be a number \(default 0.001\)$"),
+    ("cli-lr-negative", cli("module.optimizer.lr=-1"), ConfigError,
+     r"^cannot build module.optimizer/scheduler: ValueError: Invalid learning rate: -1"),
+    ("cli-flag-not-a-flag", cli("physics.use_fft=maybe"), ConfigError, r"^physics.use_fft='maybe': must be true or false$"),
+    ("cli-key-of-another-group", cli("max_steps=30"), SystemExit,
+     r"^config error: unknown key 'max_steps'; did you mean trainer.max_steps\?$"),
+    ("cli-key-of-another-option", cli("data.path=/tmp"), SystemExit,
+     r"^config error: unknown key 'data.path'; data.path exists with data=folder$"),
+    ("cli-kernel-larger-than-crops", cli("physics.filter.sigma=3"), ConfigError,
+     r"^physics leaves no interior in the 32x32 training crops: its output is 22x22 pixels smaller .*"
+     r"data.crop_size > 44"),
     ("cli-checkpoint-of-another-model", cli(setup=_checkpoint(OTHER_MODEL)), ConfigError,
      r"ckpt_path=\S+ is from a different model than the configuration \(saved with algo=unfolded.optim.PGD; "
      r".*shape mismatch at model.prior.denoiser.in_conv.weight"),
@@ -215,3 +253,17 @@ def test_bad_input(name, trigger, error, pattern, tmp_path):
     message = str(info.value.code if isinstance(info.value, SystemExit) else info.value)
     assert "\n" not in message, message
     assert re.search(pattern, message), message
+
+
+def test_a_crafted_checkpoint_runs_no_code(tmp_path):
+    from pathlib import Path
+
+    marker = Path("/tmp/unfolded-pickle-ran")
+    marker.unlink(missing_ok=True)
+    with pytest.raises(SystemExit, match="cannot be read as a checkpoint"):
+        cli(setup=_checkpoint(_CRAFTED_PICKLE))(tmp_path)
+    assert not marker.exists()
+    import pickle
+
+    with pytest.raises(SystemExit):  # the file really is a payload: plain pickle would have run it
+        pickle.loads(_CRAFTED_PICKLE.replace(b"touch", b"exit "))

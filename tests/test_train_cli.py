@@ -40,3 +40,23 @@ def test_start_up_errors_are_one_line(args, expected, tmp_path):
     assert lines and lines[-1].startswith("config error: ") and expected in lines[-1], res.stderr[-2000:]
     assert sum(ln.startswith("config error") for ln in lines) == 1
     assert "Traceback" not in res.stderr
+
+
+def test_a_dict_given_for_a_dict_node_replaces_it(tmp_path):
+    """`physics.filter={_target_: torch.load, f: k.pt}`: Hydra alone merges the dicts and refuses `f`."""
+    import torch
+
+    torch.save(torch.ones(1, 1, 5, 5) / 25, tmp_path / "box.pt")
+    out = tmp_path / "run"
+    res = train("debug=fast", f"physics.filter={{_target_: torch.load, f: {tmp_path / 'box.pt'}}}",
+                f"hydra.run.dir={out}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    saved = (out / ".hydra" / "config.yaml").read_text()
+    assert "_target_: torch.load" in saved and "sigma" not in saved.split("filter:")[1].split("padding")[0]
+
+
+def test_a_bad_checkpoint_leaves_no_run_folder(tmp_path):
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint")
+    res = train(f"ckpt_path={tmp_path / 'notes.ckpt'}", "train=false", cwd=tmp_path)
+    assert res.returncode != 0 and "cannot be read as a checkpoint" in res.stderr.splitlines()[-1]
+    assert not (tmp_path / "logs").exists()

@@ -23,7 +23,7 @@ FAST = ["debug=fast", *QUIET]
 @pytest.mark.parametrize("model", ["modl", "varnet", "e2e_varnet", "pdnet"])
 def test_fast_dev_run_every_model_on_mri(model, tmp_path):
     cfg = compose([f"algo={model}", "physics=mri", *FAST], tmp_path)
-    assert cfg.get("algo") is None and cfg.get("prior") is None and cfg.data.channels == 2
+    assert "prior" not in cfg.algo and "DEQ" not in cfg.algo and cfg.data.channels == 2
     _, metrics = run(cfg)
     assert metrics["global_step"] == 1
     for key in ("test/psnr", "test/ssim", "test/adjoint/psnr", "test/tikhonov/psnr", "test/gain/psnr_vs_adjoint"):
@@ -56,7 +56,7 @@ def test_model_config_mirrors_the_constructor(tmp_path):
     model = instantiate(cfg.algo)
     assert isinstance(model, VarNet) and model.mode == "e2e-varnet" and len(model.denoisers) == 4
     assert model.denoisers[0].in_conv.weight.data_ptr() != model.denoisers[1].in_conv.weight.data_ptr()
-    assert isinstance(instantiate(compose(["algo=modl", "physics=mri"], tmp_path).model), MoDL)
+    assert isinstance(instantiate(compose(["algo=modl", "physics=mri"], tmp_path).algo), MoDL)
     assert cfg.module.init == "adjoint"  # MRI: x0 = zero-filled, not the blur's mean fill
     assert compose(["physics=mri", "algo=modl"], tmp_path).physics.mask.acceleration == 4
 
@@ -111,7 +111,7 @@ def test_mri_data():
     assert t.shape == (2, 4, 5) and torch.allclose(t[0], torch.ones(4, 5)) and torch.all(t[1] == 0)
     dm = BundledDataModule(train_images=["camera"], val_images=["coins"], test_images=["mri_slice"], channels=2,
                            crop_size=32, image_size=64, eval_size=64, batch_size=2, samples_per_epoch=4)
-    batch = next(iter(dm.train_dataloader()))
+    batch = next(iter(dm.train_dataloader()))["image"]
     assert batch.shape == (2, 2, 32, 32) and torch.all(batch[:, 1] == 0)
     assert dm.images["test"][0].shape == (2, 64, 64)
 
@@ -135,8 +135,10 @@ def test_tikhonov_baseline_centres_on_the_image_mean_for_mri():
     (["algo=modl", "+algo.num_iters=3"], r"unknown key 'algo\.num_iters'"),
     (["algo=modl", "physics=mri", "physics.mask.pattern=radial"], r"cannot build physics.*radial"),
     (["physics=mri", "data=bundled"], r"MRI physics needs complex images: data.channels=2"),
-    (["algo=e2e_varnet", "physics=blur"], r"e2e-varnet needs MRI physics"),
-    (["algo=pdnet", "physics=mri_multicoil"], r"pdnet needs 4-D measurements"),
+    (["algo=e2e_varnet", "physics=blur"], r"^algo=unfolded.models.VarNet cannot work with physics=unfolded.physics.Blur: "
+                                          r"VarNet: mode='e2e-varnet' needs MRI or MultiCoilMRI physics, got Blur$"),
+    (["algo=pdnet", "physics=mri_multicoil"], r"^algo=unfolded.models.PDNet cannot work with physics=\S+MultiCoilMRI: "
+                                              r"PDNet: y must have shape \(B, 2, H', W'\)"),
 ])
 def test_config_errors(overrides, match, tmp_path):
     with pytest.raises(ConfigError, match=match) as info:

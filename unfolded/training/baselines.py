@@ -19,10 +19,6 @@ from torch import Tensor
 from .metrics import crop, interior_margin, measures_kspace, psnr
 
 
-def adjoint(physics, y: Tensor) -> Tensor:
-    return physics.A_adjoint(y)
-
-
 def tikhonov(physics, y: Tensor, x_shape: torch.Size, lam: float, tol: float = 1e-8,
              max_iter: int = 2000) -> Tensor:
     """Mean-centred Tikhonov least squares for one batch (m = per-sample mean of y, see above for MRI)."""
@@ -75,14 +71,9 @@ def tune_tikhonov(
     return best, scores[best], dict(sorted(scores.items()))
 
 
-def log_grid(low: float, high: float, per_decade: int = 2) -> list[float]:
-    n = round((math.log10(high) - math.log10(low)) * per_decade)
-    return [10 ** (math.log10(low) + k / per_decade) for k in range(n + 1)]
-
-
 def baseline_reconstructions(physics, y: Tensor, x_shape: torch.Size, lam: float | None,
                              tol: float = 1e-8, max_iter: int = 2000) -> dict[str, Tensor]:
-    out = {"adjoint": adjoint(physics, y)}
+    out = {"adjoint": physics.A_adjoint(y)}
     if lam is not None:
         out["tikhonov"] = tikhonov(physics, y, x_shape, lam, tol, max_iter)
     return out

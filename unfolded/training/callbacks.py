@@ -125,3 +125,18 @@ class Report(pl.Callback):
         self.paths["json"] = report.save_json(out / "results.json", results.test_records,
                                               results.test_summary, hp, pl_module.trained_steps)
         print(f"report: {self.paths['png']}  results: {self.paths['json']}")
+
+
+class ValidateAtEnd(pl.Callback):
+    """Validate after the last training step too, whatever `val_check_interval`: a short run (max_steps
+    below the interval) still gets a validation, hence a best.ckpt, and a long one ends on its final
+    weights' validation. Lightning validates after a step when the trainer is stopping early, so the last
+    step asks it to stop."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        last_step = 0 < trainer.max_steps <= trainer.global_step
+        last_batch = (trainer.max_epochs is not None and trainer.max_epochs > 0
+                      and trainer.current_epoch == trainer.max_epochs - 1
+                      and batch_idx + 1 >= trainer.num_training_batches)
+        if last_step or last_batch:
+            trainer.should_stop = True

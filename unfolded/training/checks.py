@@ -4,7 +4,7 @@ Only what no constructor can know: each constructor validates its own arguments 
 one-line error, see `pipeline.build`), and `pipeline.check_compatible` lets the model meet the physics once.
 - every node with a `_target_` may only hold arguments of that target's constructor (typos fail);
 - the top level holds only known keys;
-- image channels (data) equal the denoiser's channels (algo);
+- image channels (data) equal the denoiser's channels (algo), and are complex (2) for MRI physics;
 - a predefined architecture (algo=modl, ...) brings its own network: no prior=/deq= beside it;
 - a checkpoint to resume from or to evaluate fits the model built from the configuration, and is read
   without running code (`weights_only=True`).
@@ -61,12 +61,48 @@ def accepted_arguments(target) -> set[str] | None:
     return {n for n, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
 
+def _defaults(target) -> dict:
+    """Default values of the constructor's arguments (following `**kwargs` like `accepted_arguments`)."""
+    out: dict = {}
+    for fn in ([c.__dict__["__init__"] for c in target.__mro__ if "__init__" in c.__dict__]
+               if inspect.isclass(target) else [target]):
+        try:
+            params = inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            break
+        for name, p in params.items():
+            if p.default is not p.empty:
+                out.setdefault(name, p.default)
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            break
+    return out
+
+
+def _check_type(where: str, value, default) -> None:
+    """A value of a documented key must have the type of its default: a number where the default is one,
+    true/false where it is a flag (ranges are the constructor's to check)."""
+    if value is None or isinstance(value, (DictConfig, ListConfig)):
+        return
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}={value!r}: must be true or false")
+    elif isinstance(default, (int, float)) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        kind = "an integer" if isinstance(default, int) else "a number"
+        raise ConfigError(f"{where}={value!r}: must be {kind} (default {default})")
+
+
 def check_targets(node, where: str) -> None:
-    """Recursively check that the keys of every `_target_` node are constructor arguments."""
+    """Recursively check that the keys of every `_target_` node are constructor arguments, of the type of
+    the argument's default."""
     if isinstance(node, DictConfig):
         target = node.get("_target_") if "_target_" in node else None
         if target is not None:
-            accepted = accepted_arguments(_locate(str(target), where))
+            located = _locate(str(target), where)
+            defaults = _defaults(located)
+            for key in node.keys():
+                if key in defaults and key not in HYDRA_KEYS:
+                    _check_type(f"{where}.{key}", node[key], defaults[key])
+            accepted = accepted_arguments(located)
             if accepted is not None:
                 extra = {str(k) for k in node.keys()} - HYDRA_KEYS - accepted
                 if extra:
@@ -141,19 +177,33 @@ def _check_channels(cfg: DictConfig) -> None:
     for where, value in checked:
         if value is not None and int(value) != channels:
             raise ConfigError(f"image channels (data.channels={channels}) != model channels ({where}={value})")
+    physics = cfg.get("physics")
+    if channels != 2 and physics is not None and "MRI" in str(physics.get("_target_", "")).rsplit(".", 1)[-1]:
+        raise ConfigError(f"MRI physics needs complex images: data.channels=2 (as in data=mri), got "
+                          f"data.channels={channels}")
+
+
+def read_checkpoint(path: str) -> dict:
+    """A Lightning checkpoint's contents, read without running code (`weights_only=True`: a checkpoint
+    someone shares cannot execute anything); a file that is not one is a one-line ConfigError."""
+    import torch
+
+    if not Path(str(path)).is_file():
+        raise ConfigError(f"ckpt_path={path}: no such file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise ConfigError(f"ckpt_path={path}: cannot be read as a checkpoint ({type(e).__name__}: {first})") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise ConfigError(f"ckpt_path={path}: not a Lightning checkpoint (no state_dict)")
+    return ckpt
 
 
 def check_checkpoint(path: str, module) -> None:
     """The checkpoint at `path` must hold the state of the same model (keys and shapes)."""
-    import torch
-
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ConfigError(f"ckpt_path={path}: cannot be read ({type(e).__name__}: {e})") from None
-    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise ConfigError(f"ckpt_path={path}: not a Lightning checkpoint (no state_dict)")
+    ckpt = read_checkpoint(path)
+    state = ckpt["state_dict"]
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

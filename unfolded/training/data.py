@@ -1,111 +1,27 @@
-"""Images for training: scikit-image's bundled pictures or a user's folder, never the network.
+"""Data modules: scikit-image's bundled pictures or a user's folder, never the network.
 
 Training samples are random crops (with random flips) of the training images; validation and test
-images are fixed, disjoint from the training ones, and centre-cropped to `eval_size`.
-
-Every sample is a dict {"image": (C, H, W), "index": its number}; batches carry the numbers along, and
-everything random about a sample is seeded by its number (`seeding.py`). Training sample n of a run is
-epoch·samples_per_epoch + place in the epoch: a run resumed from a mid-epoch checkpoint sees the samples
-an uninterrupted run would (the training loader is resumable), and under DDP process r of w takes the
-samples r, r + w, ... of each global batch, so w processes with batch B see the samples of one process
-with batch w·B. Evaluation image i of a split keeps its number i whichever process evaluates it
-(process r of w gets r, r + w, ...; no padding).
+images are fixed, disjoint from the training ones, and centre-cropped to `eval_size`. Batches are dicts
+{"image", "index"} of numbered samples (`samples.py`): training sample n of a run is
+epoch·samples_per_epoch + place in the epoch, so a resumed run sees the samples an uninterrupted run
+would, and w processes with batch B see the samples of one process with batch w·B. Evaluation image i
+of a split keeps its number whichever process evaluates it (process r of w gets r, r + w, ...).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader
 
-from . import seeding
 from .errors import ConfigError
 from .images import CHANNELS, IMAGE_EXTENSIONS, bundled_loaders, center_crop, resize_short_side, to_tensor
-
-
-class RandomCrops(Dataset):
-    """Random `crop_size`² crops with random horizontal/vertical flips; item n is drawn from a generator
-    seeded by (seed, n), so any n may be asked for (the sampler asks for the run's sample numbers)."""
-
-    def __init__(self, images: Sequence[Tensor], crop_size: int, length: int, flips: bool = True, seed: int = 0):
-        self.images, self.crop_size, self.length, self.flips = list(images), crop_size, length, flips
-        self.seed = int(seed)
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> dict:
-        g = seeding.generator(seeding.training_seed(self.seed, index))
-        img = self.images[int(torch.randint(len(self.images), (), generator=g))]
-        h, w = img.shape[-2:]
-        top = int(torch.randint(h - self.crop_size + 1, (), generator=g))
-        left = int(torch.randint(w - self.crop_size + 1, (), generator=g))
-        crop = img[..., top:top + self.crop_size, left:left + self.crop_size]
-        if self.flips:
-            if torch.rand((), generator=g) < 0.5:
-                crop = crop.flip(-1)
-            if torch.rand((), generator=g) < 0.5:
-                crop = crop.flip(-2)
-        return {"image": crop.contiguous(), "index": int(index)}
-
-
-class SampleNumbers(Sampler[int]):
-    """Sample numbers of one epoch for process `rank` of `world`: epoch·length + j for j = rank,
-    rank + world, ... The epoch comes from `epoch()` (the trainer's) unless a resume set where to start."""
-
-    def __init__(self, length: int, rank: int, world: int, epoch: Callable[[], int]):
-        self.length, self.rank, self.world, self.epoch = length, rank, world, epoch
-        self._resume_at: tuple[int, int] | None = None  # (epoch, first local sample)
-
-    def __len__(self) -> int:
-        return len(range(self.rank, self.length, self.world))
-
-    def resume_at(self, epoch: int, first: int) -> None:
-        self._resume_at = (epoch, first)
-
-    def __iter__(self):
-        epoch, first = self._resume_at or (self.epoch(), 0)
-        self._resume_at = None
-        for j in range(self.rank, self.length, self.world)[first:]:
-            yield epoch * self.length + j
-
-
-class ResumableLoader(DataLoader):
-    """Training loader whose state Lightning keeps in checkpoints: the epoch and the number of batches
-    trained in it (`progress()`), so that a resumed epoch continues with the next batch instead of
-    starting over (and the samples seen equal those of an uninterrupted run)."""
-
-    def __init__(self, *args, progress: Callable[[], tuple[int, int]], **kwargs):
-        super().__init__(*args, **kwargs)
-        self.progress = progress
-
-    def state_dict(self) -> dict:
-        epoch, batches_done = self.progress()
-        return {"epoch": int(epoch), "batches_done": int(batches_done)}
-
-    def load_state_dict(self, state: dict) -> None:
-        epoch, done = int(state["epoch"]), int(state["batches_done"])
-        if done >= len(self):  # saved at the end of an epoch: the next starts afresh
-            epoch, done = epoch + 1, 0
-        self.sampler.resume_at(epoch, done * self.batch_size)
-
-
-class FixedImages(Dataset):
-    """Evaluation images with their numbers in the split (a process's share keeps the global numbers)."""
-
-    def __init__(self, images: Sequence[Tensor], numbers: Sequence[int]):
-        self.images, self.numbers = list(images), list(numbers)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> dict:
-        return {"image": self.images[i], "index": self.numbers[i]}
+from .samples import FixedImages, RandomCrops, ResumableLoader, SampleNumbers
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -129,6 +45,13 @@ class ImageDataModule(pl.LightningDataModule):
         super().__init__()
         if channels not in (1, 2, 3):
             raise ConfigError(f"data.channels must be {CHANNELS}, got {channels}")
+        for key, value, low in (("crop_size", crop_size, 1), ("batch_size", batch_size, 1),
+                                ("samples_per_epoch", samples_per_epoch, batch_size), ("num_workers", num_workers, 0),
+                                ("image_size", image_size, 1), ("eval_size", eval_size, 1)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
+                raise ConfigError(f"data.{key}={value!r}: must be an integer >= {low}"
+                                  + (" (data.batch_size)" if key == "samples_per_epoch" else "")
+                                  + (" or null" if key in ("image_size", "eval_size") else ""))
         self.channels, self.crop_size, self.image_size, self.eval_size = channels, crop_size, image_size, eval_size
         self.batch_size, self.samples_per_epoch = batch_size, samples_per_epoch
         self.flips, self.num_workers = flips, num_workers

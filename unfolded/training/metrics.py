@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.image import structural_similarity_index_measure
 
-
-def magnitude(x: Tensor) -> Tensor:
-    """|x| (B, 1, H, W) of a complex image (B, 2, H, W); any other image unchanged."""
-    return x.pow(2).sum(1, keepdim=True).sqrt() if x.dim() == 4 and x.shape[1] == 2 else x
+from unfolded.metrics import magnitude, psnr  # noqa: F401  (one definition, re-exported for the training)
 
 
 def display_image(t: Tensor, kspace: bool = False) -> Tensor:
@@ -38,12 +35,6 @@ def measures_kspace(physics) -> bool:
     from unfolded.physics.mri import MRI, MultiCoilMRI
 
     return isinstance(physics, (MRI, MultiCoilMRI))
-
-
-def psnr(x_hat: Tensor, x: Tensor) -> Tensor:
-    """Per-image PSNR (B,) in dB of `x_hat` clamped to [0, 1] against `x` (magnitudes if complex)."""
-    x_hat, x = magnitude(x_hat), magnitude(x)
-    return peak_signal_noise_ratio(x_hat.clamp(0, 1), x, data_range=1.0, reduction="none", dim=(1, 2, 3))
 
 
 def ssim(x_hat: Tensor, x: Tensor) -> Tensor:

@@ -13,8 +13,12 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from unfolded.solvers.cg import reset_warnings
+
+from .callbacks import ValidateAtEnd
 from .checks import check_checkpoint, check_config, to_container
 from .errors import ConfigError
+from .metrics import interior_margin
 from .physics_bank import PhysicsBank
 
 log = logging.getLogger(__name__)
@@ -72,6 +76,11 @@ def check_compatible(model: torch.nn.Module, physics: PhysicsBank, cfg: DictConf
         return
     size = (int(data.channels), int(data.crop_size), int(data.crop_size))
     op = physics.example(size)
+    mh, mw = interior_margin(op, (1, *size))
+    if 2 * mh >= size[1] or 2 * mw >= size[2]:  # the interior loss and metrics would be empty
+        raise ConfigError(f"physics leaves no interior in the {size[1]}x{size[2]} training crops: its output is "
+                          f"{mh}x{mw} pixels smaller (a valid blur crops the filter size - 1 on each side); use "
+                          f"data.crop_size > {2 * max(mh, mw)} or a smaller filter")
     with torch.no_grad(), torch.random.fork_rng(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a solve of an untrained model may not converge: not the point here
         try:
@@ -83,6 +92,7 @@ def check_compatible(model: torch.nn.Module, physics: PhysicsBank, cfg: DictConf
         finally:
             if getattr(model, "solver_log", None) is not None:
                 model.solver_log.reset()
+            reset_warnings()  # so that training's first unconverged solve at each site still warns
 
 
 def build_module(cfg: DictConfig, model, physics) -> pl.LightningModule:
@@ -127,11 +137,15 @@ def run(cfg: DictConfig) -> tuple[float | None, dict]:
         log.warning("%s", w.message)
     check_compatible(model, physics, cfg)
     module = build_module(cfg, model, physics)
+    try:  # built now so that a bad optimizer/scheduler value is a start-up error, not one from inside fit
+        module.configure_optimizers()
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"cannot build module.optimizer/scheduler: {type(e).__name__}: {e}") from None
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path is not None:
         check_checkpoint(str(ckpt_path), module)
 
-    callbacks = _collection(cfg.get("callbacks"), "callbacks")
+    callbacks = [*_collection(cfg.get("callbacks"), "callbacks"), ValidateAtEnd()]
     loggers = _collection(cfg.get("logger"), "logger")
     trainer: pl.Trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     if trainer.world_size > 1 and trainer._accelerator_connector.use_distributed_sampler:

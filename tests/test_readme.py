@@ -1,0 +1,106 @@
+"""The README's Training commands, run as a user types them, in a fresh copy of the repository.
+
+Each command of the README's Training block runs verbatim in a subprocess, from a copy of the tracked
+files (with this checkout's .venv, as `make install` would have made it), with only a short-run option
+appended (`debug=fast`, or the fewest trials that still show the feature). A command added to the README
+is picked up here by itself; one that cannot run fails here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def training_commands() -> list[str]:
+    """The commands of the first ```bash block under '## Training', without their comments."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("\n## Training\n"):]
+    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def short_run(command: str) -> str:
+    """The command with the short-run option a user could append."""
+    if command.startswith("make train"):
+        return command + " ARGS=debug=fast"
+    if "unfolded.training.compare" in command:
+        return command
+    if "trainer.max_steps=" in command:
+        return command  # a short run already: its point is that it validates once and tests (best.ckpt)
+    if "hparams_search=optuna" in command:
+        return command + " hydra.sweeper.n_trials=2 debug=fast"
+    return command + " debug=fast"
+
+
+@pytest.fixture(scope="module")
+def fresh_copy(tmp_path_factory) -> Path:
+    """The tracked files (with their times, so make sees an installed .venv), this .venv, and a user's
+    folder of colour pictures at ~/pictures."""
+    copy = tmp_path_factory.mktemp("repo")
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    for name in filter(None, files.split("\0")):
+        if (ROOT / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, copy / name)
+    (copy / ".venv").symlink_to(ROOT / ".venv")
+    home = copy.parent / "home"
+    pictures = home / "pictures"
+    pictures.mkdir(parents=True)
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray((rng.random((80, 96, 3)) * 255).astype(np.uint8)).save(pictures / f"photo{i}.png")
+    return copy
+
+
+def _new_folders(pattern: str, root: Path, before: set[Path]) -> list[Path]:
+    return sorted(set(root.glob(pattern)) - before)
+
+
+@pytest.mark.parametrize("command", training_commands())
+def test_readme_training_command(command, fresh_copy):
+    run = short_run(command)
+    if "<time>" in run:  # the placeholder stands for the sweep folder a command above made
+        sweeps = sorted(fresh_copy.glob("logs/*/multiruns/*"), key=lambda p: p.stat().st_mtime)
+        assert sweeps, "the README's sweep command should have run before the comparison"
+        run = re.sub(r"logs/\S+<time>", str(sweeps[-1].relative_to(fresh_copy)), run)
+    runs_before = set(fresh_copy.glob("logs/*/runs/*")) | set(fresh_copy.glob("logs/*/multiruns/*"))
+    env = {**os.environ, "HOME": str(fresh_copy.parent / "home"), "WANDB_MODE": "offline"}
+    env.pop("MAKEFLAGS", None)
+    res = subprocess.run(["bash", "-c", run], cwd=fresh_copy, env=env, capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, f"{run}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+
+    if "unfolded.training.compare" in run:
+        assert "compare: " in res.stdout
+        assert sorted(p.name for p in fresh_copy.glob("logs/*/multiruns/*/compare.*")) == ["compare.html",
+                                                                                         "compare.png"]
+        return
+    new_runs = _new_folders("logs/*/runs/*", fresh_copy, runs_before)
+    new_sweeps = _new_folders("logs/*/multiruns/*", fresh_copy, runs_before)
+    if " -m " in run or "hparams_search" in run:
+        assert len(new_sweeps) == 1, (new_runs, new_sweeps)
+        jobs = [p for p in new_sweeps[0].iterdir() if (p / ".hydra").is_dir()]
+        expected = 2 if "n_trials=2" in run else np.prod([len(a.split("=")[1].split(","))
+                                                          for a in run.split() if "," in a])
+        assert len(jobs) == expected
+        assert all((job / "results.json").is_file() for job in jobs)
+        return
+    assert len(new_runs) == 1, (new_runs, new_sweeps)
+    folder = new_runs[0]
+    results = json.loads((folder / "results.json").read_text())
+    assert np.isfinite(results["summary"]["model/psnr"]) and (folder / "report.png").is_file()
+    if "trainer.max_steps=" in run:
+        record = json.loads((folder / "metrics.json").read_text())
+        assert (folder / "checkpoints" / "best.ckpt").is_file() and record["best"] is not None
+        assert results["global_step"] == int(re.search(r"trainer.max_steps=(\d+)", run).group(1))
