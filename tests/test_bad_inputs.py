@@ -91,18 +91,21 @@ def _checkpoint(content):
 class _RunsCode:
     """Unpickling this runs `os.system`: what a malicious shared checkpoint would do."""
 
+    def __init__(self, marker: str):
+        self.marker = marker
+
     def __reduce__(self):
         import os
 
-        return (os.system, ("touch /tmp/unfolded-pickle-ran",))
+        return (os.system, (f"touch {self.marker}",))
 
 
-def _crafted_pickle() -> bytes:
+def _crafted_pickle(marker: str = "/tmp/unfolded-pickle-ran") -> bytes:
     import io
     import pickle
 
     buf = io.BytesIO()
-    pickle.dump({"state_dict": {}, "payload": _RunsCode()}, buf)
+    pickle.dump({"state_dict": {}, "payload": _RunsCode(marker)}, buf)
     return buf.getvalue()
 
 
@@ -208,8 +211,8 @@ CASES = [
     ("cli-crop-too-large", cli("data.crop_size=100"), ConfigError,
      r"data.crop_size=100 is larger than training image '\w+' of size \(64, \d+\)"),
     # --- command line: checkpoints ---
-    ("cli-missing-checkpoint", cli(setup=lambda p: [f"ckpt_path={p / 'none.ckpt'}"]), ConfigError,
-     r"ckpt_path=\S+none.ckpt: no such file"),
+    ("cli-missing-checkpoint", cli(setup=lambda p: [f"ckpt_path={p / 'none.ckpt'}"]), SystemExit,
+     r"config error: ckpt_path=\S+none.ckpt: no such file"),
     ("cli-corrupt-checkpoint", cli(setup=_checkpoint(b"\x00garbage, not a checkpoint")), SystemExit,
      r"config error: ckpt_path=\S+model.ckpt: cannot be read as a checkpoint \(\w+"),
     ("cli-not-a-lightning-checkpoint", cli(setup=_checkpoint({"weights": torch.zeros(3)})), SystemExit,
@@ -256,14 +259,12 @@ def test_bad_input(name, trigger, error, pattern, tmp_path):
 
 
 def test_a_crafted_checkpoint_runs_no_code(tmp_path):
-    from pathlib import Path
-
-    marker = Path("/tmp/unfolded-pickle-ran")
-    marker.unlink(missing_ok=True)
-    with pytest.raises(SystemExit, match="cannot be read as a checkpoint"):
-        cli(setup=_checkpoint(_CRAFTED_PICKLE))(tmp_path)
-    assert not marker.exists()
     import pickle
 
-    with pytest.raises(SystemExit):  # the file really is a payload: plain pickle would have run it
-        pickle.loads(_CRAFTED_PICKLE.replace(b"touch", b"exit "))
+    marker = tmp_path / "ran"
+    payload = _crafted_pickle(str(marker))
+    with pytest.raises(SystemExit, match="cannot be read as a checkpoint"):
+        cli(setup=_checkpoint(payload))(tmp_path)
+    assert not marker.exists()
+    pickle.loads(payload)  # the file really is a payload: plain unpickling runs it
+    assert marker.exists()

@@ -126,8 +126,7 @@ class ImageDataModule(pl.LightningDataModule):
         r of w gets the images r, r + w, ... (no padding: the module sums metrics over processes)."""
         numbers = list(range(len(self.images[split])))
         if shard:
-            rank, world = self._rank_world()
-            self.check_world_size(world)
+            rank, world = self._rank_world()  # (every process has one: checked at start-up)
             numbers = numbers[rank::world]
         images = [self.images[split][i] for i in numbers]
         return DataLoader(FixedImages(images, numbers), batch_size=1, shuffle=False, num_workers=0)
