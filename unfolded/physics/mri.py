@@ -133,17 +133,42 @@ def _normalise_mask(mask: Tensor) -> Tensor:
     return mask.clone()
 
 
-class MRI(LinearPhysics):
+def _no_crop(crop: bool, who: str) -> None:
+    if crop:
+        raise NotImplementedError(f"{who}: crop=True is not supported: images here have the k-space's (H, W) "
+                                  "(img_size is the mask's); crop the result yourself, e.g. x[..., top:top + h, "
+                                  "left:left + w]")
+
+
+def _no_3d(three_d: bool, who: str) -> None:
+    if three_d:
+        raise NotImplementedError(f"{who}: three_d=True (3-D FFT) is not supported; apply the 2-D operator slice "
+                                  "by slice")
+
+
+class _MaskParameter:
+    """`mask` as a keyword operator tensor (physics.parameters), normalised like the constructor's."""
+
+    def check_parameter(self, name: str, value) -> Tensor:
+        if name == "mask":
+            return _normalise_mask(value)
+        return super().check_parameter(name, value)
+
+
+class MRI(_MaskParameter, LinearPhysics):
     """Single-coil Cartesian MRI: y = M ⊙ F x, x and y of shape (B, 2, H, W).
 
     `mask` (H, W), (C, H, W) or (B, C, H, W), or a function img_size -> mask; without one, full sampling
-    of `img_size` (…, H, W).
+    of `img_size` (…, H, W). `A(x, mask=m)`, `physics(x, mask=m)` and `update(mask=m)` store a new mask.
     AᵀA = Fᴴ M² F is diagonal in k-space, so the prox has a closed form.
     """
 
+    parameter_names = ("mask",)
+
     def __init__(self, mask: Tensor | None = None, img_size=None, noise_model: nn.Module | None = None,
-                 device="cpu", **kwargs):
+                 device="cpu", three_d: bool = False, **kwargs):
         super().__init__(noise_model=noise_model, **kwargs)
+        _no_3d(three_d, "MRI")
         mask = _resolve_mask(mask, img_size, "MRI")
         if mask is None:
             mask = _full_mask(img_size, "MRI")
@@ -151,12 +176,15 @@ class MRI(LinearPhysics):
         if img_size is not None and _full_mask(img_size, "MRI").shape != mask.shape[-2:]:
             raise ValueError(f"MRI: img_size {tuple(img_size)} does not match the mask's (H, W) "
                              f"{tuple(mask.shape[-2:])}")
-        self.img_size = (2, *mask.shape[-2:])
         self.register_buffer("mask", mask.to(device))
 
-    def _mask(self, x: Tensor) -> Tensor:
-        m = self.mask if self.mask.dtype == x.dtype else self.mask.to(x.dtype)
-        return m
+    @property
+    def img_size(self) -> tuple[int, int, int]:
+        return (2, *self.mask.shape[-2:])
+
+    def _mask(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        m = self.mask if mask is None else mask
+        return m if m.dtype == x.dtype else m.to(x.dtype)
 
     def _check(self, x: Tensor, what: str) -> None:
         H, W = self.mask.shape[-2:]
@@ -165,17 +193,25 @@ class MRI(LinearPhysics):
             raise ValueError(f"MRI: {what} must have shape (B, 2, {H}, {W}) with B matching the mask's batch "
                              f"({self.mask.shape[0]}), got {tuple(x.shape)}")
 
-    def A(self, x: Tensor, **params) -> Tensor:
+    def A(self, x: Tensor, mask: Tensor | None = None, **params) -> Tensor:
+        if mask is not None or params:
+            mask = self.call_parameters("A", {"mask": mask, **params}).get("mask")
         self._check(x, "x")
-        return self._mask(x) * to_real(fft2c(to_complex(x)))
+        return self._mask(x, mask) * to_real(fft2c(to_complex(x)))
 
-    def A_adjoint(self, y: Tensor, **params) -> Tensor:
+    def A_adjoint(self, y: Tensor, mask: Tensor | None = None, mag: bool = False, crop: bool = False,
+                  **params) -> Tensor:
+        """Aᵀy; `mag=True` returns its magnitude (B, 1, H, W) (the reference's fastMRI convention)."""
+        if mask is not None or params:
+            mask = self.call_parameters("A_adjoint", {"mask": mask, **params}).get("mask")
+        _no_crop(crop, "MRI.A_adjoint")
         self._check(y, "y")
-        return to_real(ifft2c(to_complex(self._mask(y) * y)))
+        x = to_real(ifft2c(to_complex(self._mask(y, mask) * y)))
+        return x.pow(2).sum(1, keepdim=True).sqrt() if mag else x
 
-    def forward(self, x: Tensor) -> Tensor:
-        """y = M ⊙ (F x + noise): unsampled k-space stays exactly zero."""
-        return self._mask(x) * self.noise_model(self.A(x))
+    def noise(self, y: Tensor, **params) -> Tensor:
+        """M ⊙ (y + noise): unsampled k-space stays exactly zero."""
+        return self._mask(y) * super().noise(y, **params)
 
     def output_shape(self, x_shape):
         return tuple(x_shape)
@@ -210,41 +246,59 @@ def birdcage_maps(img_size, num_coils: int = 4, width: float = 0.5) -> Tensor:
     return maps.to(torch.complex128 if torch.get_default_dtype() == torch.float64 else torch.complex64)
 
 
-class MultiCoilMRI(LinearPhysics):
+class MultiCoilMRI(_MaskParameter, LinearPhysics):
     """Parallel imaging: yₙ = M ⊙ F(Sₙ x) for N coils; x (B, 2, H, W), y (B, 2, N, H, W).
 
     `mask` as for `MRI`. `coil_maps` is a complex tensor (N, H, W) or (B, N, H, W), or an integer N for
     `birdcage_maps`.
-    A and Aᵀ accept `coil_maps=` overrides (maps estimated by a network, with gradients). The prox is
-    solved by CG (no closed form once the coils couple the pixels).
+    A and Aᵀ accept `mask=` and `coil_maps=` (e.g. maps estimated by a network, with gradients), which are
+    stored as the current ones (physics.parameters). The prox is solved by CG (no closed form once the
+    coils couple the pixels).
     """
 
+    parameter_names = ("mask", "coil_maps")
+
     def __init__(self, mask: Tensor | None = None, coil_maps=None, img_size=None,
-                 noise_model: nn.Module | None = None, device="cpu", **kwargs):
+                 noise_model: nn.Module | None = None, device="cpu", three_d: bool = False, **kwargs):
         super().__init__(noise_model=noise_model, **kwargs)
+        _no_3d(three_d, "MultiCoilMRI")
         mask = _resolve_mask(mask, img_size, "MultiCoilMRI")
         if mask is None:
             mask = _full_mask(img_size, "MultiCoilMRI")
         mask = _normalise_mask(mask)
-        if isinstance(coil_maps, int):
+        if isinstance(coil_maps, int) and not isinstance(coil_maps, bool):
             coil_maps = birdcage_maps(mask.shape[-2:], coil_maps)
-        if not isinstance(coil_maps, Tensor) or not coil_maps.is_complex() or coil_maps.dim() not in (3, 4):
-            raise ValueError("MultiCoilMRI: coil_maps must be a complex tensor (N, H, W) or (B, N, H, W), or an "
-                             f"integer number of coils, got {getattr(coil_maps, 'shape', coil_maps)!r}")
-        if tuple(coil_maps.shape[-2:]) != tuple(mask.shape[-2:]):
-            raise ValueError(f"MultiCoilMRI: coil_maps (H, W) {tuple(coil_maps.shape[-2:])} do not match the "
-                             f"mask's {tuple(mask.shape[-2:])}")
-        self.img_size = (2, *mask.shape[-2:])
         self.register_buffer("mask", mask.to(device))
-        self.register_buffer("coil_maps", coil_maps.reshape(-1, *coil_maps.shape[-3:]).to(device))
+        self.register_buffer("coil_maps", self.check_parameter("coil_maps", coil_maps).to(device))
+
+    @property
+    def img_size(self) -> tuple[int, int, int]:
+        return (2, *self.mask.shape[-2:])
+
+    def check_parameter(self, name: str, value) -> Tensor:
+        if name != "coil_maps":
+            mask = super().check_parameter(name, value)
+            maps = getattr(self, "coil_maps", None)
+            if maps is not None and tuple(mask.shape[-2:]) != tuple(maps.shape[-2:]):
+                raise ValueError(f"MultiCoilMRI: mask (H, W) {tuple(mask.shape[-2:])} does not match the coil maps' "
+                                 f"{tuple(maps.shape[-2:])}")
+            return mask
+        if not isinstance(value, Tensor) or not value.is_complex() or value.dim() not in (3, 4):
+            raise ValueError("MultiCoilMRI: coil_maps must be a complex tensor (N, H, W) or (B, N, H, W), or an "
+                             f"integer number of coils, got {getattr(value, 'shape', value)!r}")
+        if tuple(value.shape[-2:]) != tuple(self.mask.shape[-2:]):
+            raise ValueError(f"MultiCoilMRI: coil_maps (H, W) {tuple(value.shape[-2:])} do not match the "
+                             f"mask's {tuple(self.mask.shape[-2:])}")
+        return value.reshape(-1, *value.shape[-3:])
 
     def _maps(self, x: Tensor, coil_maps: Tensor | None) -> Tensor:
         s = self.coil_maps if coil_maps is None else coil_maps
         dtype = torch.complex128 if x.dtype == torch.float64 else torch.complex64
         return s if s.dtype == dtype else s.to(dtype)
 
-    def _mask(self, x: Tensor) -> Tensor:
-        return (self.mask if self.mask.dtype == x.dtype else self.mask.to(x.dtype)).unsqueeze(2)
+    def _mask(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        m = self.mask if mask is None else mask
+        return (m if m.dtype == x.dtype else m.to(x.dtype)).unsqueeze(2)
 
     def _check(self, t: Tensor, what: str, kspace: bool) -> None:
         H, W = self.mask.shape[-2:]
@@ -259,19 +313,31 @@ class MultiCoilMRI(LinearPhysics):
     def num_coils(self) -> int:
         return self.coil_maps.shape[1]
 
-    def A(self, x: Tensor, coil_maps: Tensor | None = None, **params) -> Tensor:
+    def A(self, x: Tensor, mask: Tensor | None = None, coil_maps: Tensor | None = None, **params) -> Tensor:
+        if mask is not None or coil_maps is not None or params:
+            given = self.call_parameters("A", {"mask": mask, "coil_maps": coil_maps, **params})
+            mask, coil_maps = given.get("mask"), given.get("coil_maps")
         self._check(x, "x", kspace=False)
         coils = self._maps(x, coil_maps) * to_complex(x).unsqueeze(1)  # (B, N, H, W)
-        return self._mask(x) * to_real(fft2c(coils))
+        return self._mask(x, mask) * to_real(fft2c(coils))
 
-    def A_adjoint(self, y: Tensor, coil_maps: Tensor | None = None, **params) -> Tensor:
+    def A_adjoint(self, y: Tensor, mask: Tensor | None = None, coil_maps: Tensor | None = None, rss: bool = False,
+                  crop: bool = False, **params) -> Tensor:
+        """Aᵀy; `rss=True` returns the root-sum-of-squares of the coil images instead, (B, 1, H, W) (the
+        reference's fastMRI convention; not an adjoint)."""
+        if mask is not None or coil_maps is not None or params:
+            given = self.call_parameters("A_adjoint", {"mask": mask, "coil_maps": coil_maps, **params})
+            mask, coil_maps = given.get("mask"), given.get("coil_maps")
+        _no_crop(crop, "MultiCoilMRI.A_adjoint")
         self._check(y, "y", kspace=True)
-        coils = ifft2c(to_complex(self._mask(y) * y))
+        coils = ifft2c(to_complex(self._mask(y, mask) * y))
+        if rss:
+            return coils.abs().pow(2).sum(1, keepdim=True).sqrt()
         return to_real((self._maps(y, coil_maps).conj() * coils).sum(1))
 
-    def forward(self, x: Tensor) -> Tensor:
-        """y = M ⊙ (A x + noise): unsampled k-space stays exactly zero."""
-        return self._mask(x) * self.noise_model(self.A(x))
+    def noise(self, y: Tensor, **params) -> Tensor:
+        """M ⊙ (y + noise): unsampled k-space stays exactly zero."""
+        return self._mask(y) * super().noise(y, **params)
 
     def operator_params(self) -> dict[str, Tensor]:
         # listed so the implicit CG backward passes gradients on to maps that come from a network

@@ -1,0 +1,67 @@
+"""Noise models: y = N(A x)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class GaussianNoise(nn.Module):
+    """y = x + σ·n with n ~ N(0, I), drawn afresh at every call (from `rng` when given).
+
+    σ is a number (kept as a Python float: exactly the value given) or a tensor with one value per sample,
+    shape (B,). `noise(x, sigma=s)` stores s as the new σ, as in the reference; `seed=` reseeds `rng` first.
+    """
+
+    parameter_names = ("sigma",)  # stored by update_parameters / physics.update
+    call_parameters = ("sigma", "seed")  # accepted by forward (and physics(x, ...))
+
+    def __init__(self, sigma: float | Tensor = 0.1, rng: torch.Generator | None = None):
+        super().__init__()
+        if rng is not None and not isinstance(rng, torch.Generator):
+            raise TypeError(f"GaussianNoise: rng must be a torch.Generator, got {type(rng).__name__}")
+        self.rng = rng
+        self._set_sigma(sigma)
+
+    def _set_sigma(self, sigma) -> None:
+        if isinstance(sigma, Tensor):
+            if sigma.dim() > 1 or not sigma.is_floating_point():
+                raise ValueError(f"GaussianNoise: a tensor sigma must be a floating 0-d or (B,) tensor (one value per "
+                                 f"sample), got dtype {sigma.dtype} and shape {tuple(sigma.shape)}")
+            if not bool((sigma.detach() >= 0).all()):
+                raise ValueError(f"GaussianNoise: sigma must be >= 0, got {sigma.detach().flatten()[:4].tolist()}")
+            self.__dict__.pop("sigma", None)
+            self.register_buffer("sigma", sigma)
+            return
+        if not float(sigma) >= 0:
+            raise ValueError(f"GaussianNoise: sigma must be >= 0, got {sigma}")
+        self._buffers.pop("sigma", None)
+        self.sigma = float(sigma)
+
+    def update_parameters(self, sigma=None, **params) -> None:
+        if params:
+            raise ValueError(f"GaussianNoise.update_parameters: unknown keyword(s) {', '.join(sorted(params))}; "
+                             "it accepts: sigma")
+        if sigma is not None:
+            self._set_sigma(sigma)
+
+    def forward(self, x: Tensor, sigma=None, seed: int | None = None) -> Tensor:
+        if sigma is not None:
+            self._set_sigma(sigma)
+        if seed is not None:
+            if self.rng is None:
+                raise ValueError("GaussianNoise: seed= reseeds the noise model's generator, and it has none; build it "
+                                 "with GaussianNoise(sigma, rng=torch.Generator())")
+            self.rng.manual_seed(int(seed))
+        s = self.sigma
+        if not isinstance(s, Tensor):
+            if s == 0:
+                return x
+            return x + s * torch.randn(x.shape, generator=self.rng, dtype=x.dtype, device=x.device)
+        if s.dim() == 1:
+            if s.shape[0] not in (1, x.shape[0]):
+                raise ValueError(f"GaussianNoise: sigma holds {s.shape[0]} values but the batch has {x.shape[0]} "
+                                 "samples")
+            s = s.view(-1, *([1] * (x.dim() - 1)))
+        n = torch.randn(x.shape, generator=self.rng, dtype=x.dtype, device=x.device)
+        return x + s.to(dtype=x.dtype, device=x.device) * n
