@@ -32,9 +32,15 @@ def check_solver(solver: str) -> str:
     return solver
 
 
-def _safe(t: Tensor, active: Tensor) -> Tensor:
-    """t where the sample is still iterating, 1 elsewhere: frozen samples divide by 1, never by 0."""
-    return torch.where(active, t, torch.ones_like(t))
+def _safe(t: Tensor, ok: Tensor) -> Tensor:
+    """t where `ok`, 1 elsewhere: a division that would be 0/0 (or by a frozen sample's stale value) gives a
+    finite number, which the frozen sample's zero step then ignores. (0·NaN would be NaN, in x and in the
+    gradient of the unrolled backward alike.)"""
+    return torch.where(ok, t, torch.ones_like(t))
+
+
+def _nonzero(t: Tensor) -> Tensor:
+    return _safe(t, t != 0)
 
 
 def solve_info(method: str, matvec, x: Tensor, b: Tensor, tol: float, it: int) -> SolveInfo:
@@ -95,13 +101,14 @@ def minres(matvec: Callable[[Tensor], Tensor], b: Tensor, x0: Tensor | None = No
     w = w2 = torch.zeros_like(b)
     r2, y = r1, r1
     it = 0
+    # Frozen samples keep running the Lanczos recurrence (normalised, so it stays finite) with a zero step.
     while it < max_iter and bool(active.any()):
-        v = y / _safe(beta, active)
+        v = y / _nonzero(beta)
         y = matvec(v)
         if it > 0:
-            y = y - (beta / _safe(old_beta, active)) * r1
+            y = y - (beta / _nonzero(old_beta)) * r1
         alpha = batch_dot(v, y)
-        y = y - (alpha / _safe(beta, active)) * r2
+        y = y - (alpha / _nonzero(beta)) * r2
         r1, r2 = r2, y
         old_beta, beta = beta, batch_dot(y, y).sqrt()
         old_epsilon = epsilon
@@ -110,7 +117,7 @@ def minres(matvec: Callable[[Tensor], Tensor], b: Tensor, x0: Tensor | None = No
         epsilon = sn * beta
         dbar = -cs * beta
         gamma = (gbar**2 + beta**2).sqrt()
-        gamma_safe = _safe(gamma, active & (gamma > 0))
+        gamma_safe = _nonzero(gamma)
         cs, sn = gbar / gamma_safe, beta / gamma_safe
         phi = torch.where(active, cs * phibar, 0.0)
         phibar = torch.where(active, sn * phibar, phibar)
@@ -158,15 +165,15 @@ def lsqr(A: Callable[[Tensor], Tensor], A_adjoint: Callable[[Tensor], Tensor], b
     while it < max_iter and bool(active.any()):
         u = A(v) - in_y(alpha) * u
         beta = norm(u)
-        u = u / in_y(_safe(beta, active & (beta > 0)))
+        u = u / in_y(_nonzero(beta))
         v = A_adjoint(u) - in_x(beta) * v
         alpha = norm(v)
-        v = v / in_x(_safe(alpha, active & (alpha > 0)))
+        v = v / in_x(_nonzero(alpha))
         rhobar1 = (rhobar**2 + damp**2).sqrt()
-        cs1 = rhobar / _safe(rhobar1, active & (rhobar1 > 0))
+        cs1 = rhobar / _nonzero(rhobar1)
         phibar = cs1 * phibar
         rho = (rhobar1**2 + beta**2).sqrt()
-        rho_safe = _safe(rho, active & (rho > 0))
+        rho_safe = _nonzero(rho)
         cs, sn = rhobar1 / rho_safe, beta / rho_safe
         theta = sn * alpha
         rhobar = -cs * alpha
