@@ -77,6 +77,7 @@ class VarNet(nn.Module):
         super().__init__()
         if isinstance(num_cascades, bool) or not isinstance(num_cascades, int) or num_cascades < 1:
             raise ValueError(f"VarNet: num_cascades must be an integer >= 1, got {num_cascades!r}")
+        mode = mode.lower() if isinstance(mode, str) else mode  # the reference's names are case-insensitive
         if mode not in ("varnet", "e2e-varnet"):
             raise ValueError(f"VarNet: mode must be 'varnet' or 'e2e-varnet', got {mode!r}")
         if sensitivity_model is not None and mode != "e2e-varnet":
