@@ -296,3 +296,38 @@ def test_linear_physics_constructor_accepts_reference_keywords():
         x = physics.A_dagger(torch.full((1, 1, 3, 3), 2.0, dtype=D), solver=None, tol=1e-10)  # the physics' own
     assert torch.allclose(x, torch.ones(1, 1, 3, 3, dtype=D))
     assert dinv.physics.ComposedLinearPhysics is type(Blur(kernel()) * Blur(kernel()))
+
+
+def test_small_reference_methods():
+    physics = Blur(kernel(), padding="reflect")
+    v = torch.randn(1, 1, 6, 6, dtype=D)
+    assert torch.equal(physics.A_vjp(torch.zeros_like(v), v), physics.A_adjoint(v))
+    assert torch.allclose(physics.A_adjoint_A(v), physics.A_adjoint(physics.A(v)))
+    physics.set_ls_solver("minres", max_iter=7, tol=1e-3)
+    assert (physics.solver, physics.max_iter, physics.tol) == ("minres", 7, 1e-3)
+    log = SolverLog()
+    with record_solves(log), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        physics.prox_l2(v, physics.A(v), 1.0, solver=None)
+    assert "minres_forward/solves" in log.summary()  # solver=None: the physics' own
+    with pytest.raises(ValueError, match="solver must be one of"):
+        physics.set_ls_solver("gmres")
+    with pytest.raises(NotImplementedError, match="physics1 \\* physics2"):
+        physics + physics
+
+
+def test_noise_rng_reset_and_mri_random_mask_rng():
+    noise = GaussianNoise(0.1, rng=torch.Generator().manual_seed(9))
+    x = torch.zeros(1, 1, 4, 4)
+    first = noise(x)
+    noise.reset_rng()
+    assert torch.equal(noise(x), first)
+    with pytest.raises(ValueError, match="reset_rng needs a generator"):
+        GaussianNoise(0.1).reset_rng()
+    from unfolded.physics import random_mask
+
+    a = random_mask((8, 16), rng=torch.Generator().manual_seed(4))
+    assert torch.equal(a, random_mask((8, 16), rng=torch.Generator().manual_seed(4)))
+    assert torch.equal(a, random_mask((8, 16), seed=4))  # the same draws as seeding by number
+    with pytest.raises(ValueError, match="rng .* or seed, not both"):
+        random_mask((8, 16), seed=3, rng=torch.Generator())

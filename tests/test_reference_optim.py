@@ -166,3 +166,16 @@ def test_pdnet_blocks_accept_dim():
 
 def test_varnet_mode_is_case_insensitive_like_the_reference():
     assert VarNet(num_cascades=1, mode="E2E-VarNet").mode == "e2e-varnet"
+
+
+def test_modl_and_varnet_take_the_reference_keywords():
+    from unfolded.models import DnCNN, MoDL, SensitivityModel
+    from unfolded.physics import MultiCoilMRI
+
+    den = DnCNN(2, 2, depth=3, nf=4)
+    modl = MoDL(denoiser=den, num_iter=2)
+    assert modl.num_iter == 2 and modl.denoiser is den
+    varnet = VarNet(denoiser=den, sensitivity_model=SensitivityModel(), num_cascades=2, mode="e2e-varnet")
+    physics = MultiCoilMRI(mask=torch.ones(8, 8), coil_maps=2)
+    y = physics(torch.randn(1, 2, 8, 8))
+    assert varnet(y, physics).shape == (1, 2, 8, 8) and len(varnet.denoisers) == 2

@@ -149,6 +149,29 @@ class LinearTools:
 
         return ComposedLinearPhysics(other, self)
 
+    def __add__(self, other):
+        raise NotImplementedError(
+            "physics1 + physics2 is not an operation of the reference; compose with physics1 * physics2, or build "
+            "LinearPhysics(A=lambda x: p1.A(x) + p2.A(x), A_adjoint=lambda y: p1.A_adjoint(y) + p2.A_adjoint(y))")
+
+    def A_vjp(self, x: Tensor, v: Tensor) -> Tensor:
+        """(∂A/∂x)ᵀ v = Aᵀv for a linear operator (x is unused), as in the reference."""
+        return self.A_adjoint(v)
+
+    def set_ls_solver(self, solver: str, max_iter: int | None = None, tol: float | None = None) -> None:
+        """The default solver (and limits) of A_dagger / prox_l2 calls made with solver=None."""
+        from ..solvers.krylov import check_solver
+
+        self.solver = check_solver(solver)
+        if max_iter is not None:
+            if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+                raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+            self.max_iter = max_iter
+        if tol is not None:
+            if not float(tol) > 0:
+                raise ValueError(f"tol must be > 0, got {tol!r}")
+            self.tol = float(tol)
+
     def stack(self, other):
         raise NotImplementedError(
             "stack (measurements as a TensorList) is not supported: its prox would need list-valued CG. Use two "

@@ -63,11 +63,15 @@ def _columns_to_mask(H: int, W: int, columns: Tensor, num_low: int) -> Tensor:
 
 
 def random_mask(img_size, acceleration: float = 4, center_fraction: float | None = None,
-                seed: int | None = 0) -> Tensor:
+                seed: int | None = 0, rng: torch.Generator | None = None) -> Tensor:
     """(H, W) Cartesian mask of full phase-encoding columns: a fully sampled centre plus columns drawn
-    uniformly without replacement so that about W/acceleration columns are sampled in all."""
+    uniformly without replacement so that about W/acceleration columns are sampled in all. The columns
+    come from `rng` when given (then `seed` must be left at its default), else from a generator seeded by
+    `seed` (None: the global generator)."""
     H, W, num_low = _mask_args(img_size, acceleration, center_fraction)
-    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    if rng is not None and seed not in (0, None):
+        raise ValueError("random_mask: give rng (a torch.Generator) or seed, not both")
+    gen = rng if rng is not None else torch.Generator().manual_seed(seed) if seed is not None else None
     mask = _columns_to_mask(H, W, torch.zeros(0, dtype=torch.long), num_low)
     outside = torch.nonzero(mask[0] == 0).flatten()
     extra = max(0, min(len(outside), round(W / float(acceleration)) - num_low))

@@ -21,7 +21,24 @@ class GaussianNoise(nn.Module):
         if rng is not None and not isinstance(rng, torch.Generator):
             raise TypeError(f"GaussianNoise: rng must be a torch.Generator, got {type(rng).__name__}")
         self.rng = rng
+        self._initial_state = None if rng is None else rng.get_state()
         self._set_sigma(sigma)
+
+    def rng_manual_seed(self, seed: int | None = None) -> None:
+        """Reseed the generator (None: leave it as it is)."""
+        if seed is not None:
+            self._need_rng("rng_manual_seed")
+            self.rng.manual_seed(int(seed))
+
+    def reset_rng(self) -> None:
+        """Put the generator back to its state at construction: the same noise draws again."""
+        self._need_rng("reset_rng")
+        self.rng.set_state(self._initial_state)
+
+    def _need_rng(self, what: str) -> None:
+        if self.rng is None:
+            raise ValueError(f"GaussianNoise: {what} needs a generator, and this noise model has none; build it "
+                             "with GaussianNoise(sigma, rng=torch.Generator())")
 
     def _set_sigma(self, sigma) -> None:
         if isinstance(sigma, Tensor):
@@ -49,10 +66,7 @@ class GaussianNoise(nn.Module):
         if sigma is not None:
             self._set_sigma(sigma)
         if seed is not None:
-            if self.rng is None:
-                raise ValueError("GaussianNoise: seed= reseeds the noise model's generator, and it has none; build it "
-                                 "with GaussianNoise(sigma, rng=torch.Generator())")
-            self.rng.manual_seed(int(seed))
+            self.rng_manual_seed(seed)
         s = self.sigma
         if not isinstance(s, Tensor):
             if s == 0:
