@@ -179,3 +179,12 @@ def test_modl_and_varnet_take_the_reference_keywords():
     physics = MultiCoilMRI(mask=torch.ones(8, 8), coil_maps=2)
     y = physics(torch.randn(1, 2, 8, 8))
     assert varnet(y, physics).shape == (1, 2, 8, 8) and len(varnet.denoisers) == 2
+
+
+def test_models_refuse_unknown_forward_keywords():
+    from unfolded.models import MoDL, PDNet
+
+    physics, y = _problem()
+    for model in (HQS(prior=PnP(Scale()), max_iter=1), MoDL(num_iter=1), PDNet(num_iter=1), VarNet(num_cascades=1)):
+        with pytest.raises(ValueError, match="forward: unknown keyword.*verbose.*accepts init, x_gt"):
+            model(y, physics, verbose=True)

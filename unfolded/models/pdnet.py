@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..physics.base import LinearPhysics, check_physics
+from ..physics.base import LinearPhysics, check_physics, refuse_forward_keywords
 from ..solvers.cg import SolverLog
 from .modl import IterateMetrics
 
@@ -116,6 +116,7 @@ class PDNet(nn.Module):
 
     def forward(self, y: Tensor, physics: LinearPhysics, init: Tensor | None = None, x_gt: Tensor | None = None,
                 compute_metrics: bool = False, **kwargs):
+        refuse_forward_keywords("PDNet", kwargs)
         check_physics("PDNet", physics)
         c, m = self.channels, self.memory
         if y.dim() != 4 or y.shape[1] != c:

@@ -15,7 +15,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from ..physics.base import LinearPhysics, check_physics
+from ..physics.base import LinearPhysics, check_physics, refuse_forward_keywords
 from ..physics.mri import MRI, MultiCoilMRI, fft2c, ifft2c, to_complex, to_real
 from ..solvers.cg import SolverLog
 from .dncnn import DnCNN
@@ -93,6 +93,7 @@ class VarNet(nn.Module):
 
     def forward(self, y: Tensor, physics: LinearPhysics, init: Tensor | None = None, x_gt: Tensor | None = None,
                 compute_metrics: bool = False, **kwargs):
+        refuse_forward_keywords("VarNet", kwargs)
         check_physics("VarNet", physics)
         trace = IterateMetrics(x_gt if compute_metrics else None)
         x = self._varnet(y, physics, init, trace) if self.mode == "varnet" else self._e2e(y, physics, init, trace)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..metrics import psnr
-from ..physics.base import LinearPhysics, check_measurement_values, check_physics
+from ..physics.base import LinearPhysics, check_measurement_values, check_physics, refuse_forward_keywords
 from ..solvers.cg import SolverLog, record_solves
 from .data_fidelity import L2, DataFidelity
 from .deq import AndersonAccelerationConfig, DEQConfig, anderson_config, deq_config, run_deq
@@ -250,6 +250,7 @@ class BaseOptim(nn.Module):
 
     def forward(self, y: Tensor, physics: LinearPhysics, init: Tensor | None = None, x_gt: Tensor | None = None,
                 compute_metrics: bool = False, **kwargs):
+        refuse_forward_keywords(type(self).__name__, kwargs)
         check_physics(type(self).__name__, physics)
         check_measurement_values(y)
         if self.DEQ is not None or self.anderson is not None:

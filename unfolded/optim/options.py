@@ -85,3 +85,4 @@ def refuse_unsupported(owner: str, backtracking, custom_metrics, cost_fn, show_p
 def check_callable(owner: str, name: str, value: Callable | None) -> None:
     if value is not None and not callable(value):
         raise TypeError(f"{owner}: {name} must be a callable, got {type(value).__name__}")
+

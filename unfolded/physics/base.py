@@ -48,6 +48,13 @@ def check_physics(owner: str, physics) -> None:
         raise TypeError(f"{owner}: physics must be a unfolded.physics operator, got {type(physics).__name__}")
 
 
+def refuse_forward_keywords(owner: str, kwargs: dict) -> None:
+    """`model(y, physics, ...)` takes init, x_gt and compute_metrics; anything else is refused, not ignored."""
+    if kwargs:
+        raise ValueError(f"{owner}.forward: unknown keyword(s) {', '.join(sorted(kwargs))}; it accepts init, x_gt "
+                         "and compute_metrics")
+
+
 def check_measurement_values(y: Tensor) -> None:
     """NaN or inf in y would silently turn every estimate into NaN: refuse it up front."""
     if not isinstance(y, Tensor):
