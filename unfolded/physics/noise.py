@@ -9,8 +9,8 @@ from torch import Tensor, nn
 class GaussianNoise(nn.Module):
     """y = x + σ·n with n ~ N(0, I), drawn afresh at every call (from `rng` when given).
 
-    σ is a number (kept as a Python float: exactly the value given) or a tensor with one value per sample,
-    shape (B,). `noise(x, sigma=s)` stores s as the new σ, as in the reference; `seed=` reseeds `rng` first.
+    σ is a number (held exactly, in a 0-d float64 tensor) or a tensor with one value per sample, shape (B,).
+    `noise(x, sigma=s)` stores s as the new σ, as in the reference; `seed=` reseeds `rng` first.
     """
 
     parameter_names = ("sigma",)  # stored by update_parameters / physics.update
@@ -41,19 +41,20 @@ class GaussianNoise(nn.Module):
                              "with GaussianNoise(sigma, rng=torch.Generator())")
 
     def _set_sigma(self, sigma) -> None:
-        if isinstance(sigma, Tensor):
-            if sigma.dim() > 1 or not sigma.is_floating_point():
-                raise ValueError(f"GaussianNoise: a tensor sigma must be a floating 0-d or (B,) tensor (one value per "
-                                 f"sample), got dtype {sigma.dtype} and shape {tuple(sigma.shape)}")
-            if not bool((sigma.detach() >= 0).all()):
-                raise ValueError(f"GaussianNoise: sigma must be >= 0, got {sigma.detach().flatten()[:4].tolist()}")
-            self.__dict__.pop("sigma", None)
-            self.register_buffer("sigma", sigma)
-            return
-        if not float(sigma) >= 0:
-            raise ValueError(f"GaussianNoise: sigma must be >= 0, got {sigma}")
-        self._buffers.pop("sigma", None)
-        self.sigma = float(sigma)
+        """σ as a tensor buffer (the reference's `noise.sigma.item()` works): a number becomes a 0-d float64
+        tensor, which holds it exactly; not persistent, so state dicts are as before."""
+        if not isinstance(sigma, Tensor):
+            if isinstance(sigma, bool) or not float(sigma) >= 0:
+                raise ValueError(f"GaussianNoise: sigma must be >= 0, got {sigma}")
+            sigma = torch.tensor(float(sigma), dtype=torch.float64)
+        if sigma.dim() > 1 or not sigma.is_floating_point():
+            raise ValueError(f"GaussianNoise: a tensor sigma must be a floating 0-d or (B,) tensor (one value per "
+                             f"sample), got dtype {sigma.dtype} and shape {tuple(sigma.shape)}")
+        if not bool((sigma.detach() >= 0).all()):
+            raise ValueError(f"GaussianNoise: sigma must be >= 0, got {sigma.detach().flatten()[:4].tolist()}")
+        current = self._buffers.get("sigma")
+        self.register_buffer("sigma", sigma if current is None else sigma.to(current.device), persistent=False)
+        self._noiseless = not sigma.requires_grad and not bool((sigma != 0).any())  # decided here, not per call
 
     def update_parameters(self, sigma=None, **params) -> None:
         if params:
@@ -66,12 +67,11 @@ class GaussianNoise(nn.Module):
         if sigma is not None:
             self._set_sigma(sigma)
         if seed is not None:
+            self._need_rng("seed=")
             self.rng_manual_seed(seed)
+        if self._noiseless:
+            return x
         s = self.sigma
-        if not isinstance(s, Tensor):
-            if s == 0:
-                return x
-            return x + s * torch.randn(x.shape, generator=self.rng, dtype=x.dtype, device=x.device)
         if s.dim() == 1:
             if s.shape[0] not in (1, x.shape[0]):
                 raise ValueError(f"GaussianNoise: sigma holds {s.shape[0]} values but the batch has {x.shape[0]} "
