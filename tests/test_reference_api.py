@@ -107,8 +107,8 @@ def test_every_public_operator_rejects_an_unknown_keyword(name, physics, shape, 
 
 
 def test_the_keyword_test_covers_every_public_operator():
-    public = {name for name in dinv.physics.__all__
-              if isinstance(getattr(dinv.physics, name), type) and issubclass(getattr(dinv.physics, name), LinearPhysics)}
+    members = {name: getattr(dinv.physics, name) for name in dinv.physics.__all__}
+    public = {name for name, m in members.items() if isinstance(m, type) and issubclass(m, LinearPhysics)}
     assert public <= {type(physics).__name__ for _, physics, _ in _public_physics()}
 
 
