@@ -159,6 +159,13 @@ def test_gaussian_noise_per_call_sigma_per_sample_and_rng():
 def test_noise_sigma_keeps_full_precision_as_a_tensor():
     noise = GaussianNoise(0.8)
     assert noise.sigma.item() == 0.8 and "sigma" not in noise.state_dict()  # .item() as in the reference
+    x = torch.zeros(1, 1, 3, 3)
+    noise.sigma = 0.0  # assignment is the same as update_parameters
+    assert torch.equal(noise(x), x)
+    noise.sigma.fill_(0.5)  # an in-place change is seen too
+    assert float(noise(x).abs().max()) > 0
+    with pytest.raises(ValueError, match="sigma must be >= 0"):
+        noise.sigma = -1.0
 
 
 # --- Inpainting: rng, pixelwise, batched masks -------------------------------------------------------

@@ -54,7 +54,20 @@ class GaussianNoise(nn.Module):
             raise ValueError(f"GaussianNoise: sigma must be >= 0, got {sigma.detach().flatten()[:4].tolist()}")
         current = self._buffers.get("sigma")
         self.register_buffer("sigma", sigma if current is None else sigma.to(current.device), persistent=False)
-        self._noiseless = not sigma.requires_grad and not bool((sigma != 0).any())  # decided here, not per call
+        # Decided here, not per call: a constant scalar σ is applied as a Python float (no tensor op, no
+        # sync) while the buffer is the very tensor seen here, unmodified (its version counter unchanged).
+        scalar = float(sigma) if sigma.dim() == 0 and not sigma.requires_grad else None
+        self.__dict__["_seen"] = (self._buffers["sigma"], self._buffers["sigma"]._version, scalar)
+
+    def __setattr__(self, name, value):
+        if name == "sigma" and "_buffers" in self.__dict__:  # `noise.sigma = 0.2` is checked like the constructor's
+            self._set_sigma(value)
+        else:
+            super().__setattr__(name, value)
+
+    def _constant_scalar(self) -> float | None:
+        tensor, version, scalar = self._seen
+        return scalar if tensor is self.sigma and tensor._version == version else None
 
     def update_parameters(self, sigma=None, **params) -> None:
         if params:
@@ -69,8 +82,11 @@ class GaussianNoise(nn.Module):
         if seed is not None:
             self._need_rng("seed=")
             self.rng_manual_seed(seed)
-        if self._noiseless:
+        scalar = self._constant_scalar()
+        if scalar == 0.0:
             return x
+        if scalar is not None:
+            return x + scalar * torch.randn(x.shape, generator=self.rng, dtype=x.dtype, device=x.device)
         s = self.sigma
         if s.dim() == 1:
             if s.shape[0] not in (1, x.shape[0]):
