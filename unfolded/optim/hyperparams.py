@@ -53,8 +53,8 @@ def parse_values(name: str, value, max_iter: int) -> list[float] | None:
 def restore_exact(tensor: Tensor | None, exact: list[float] | None) -> None:
     """After a cast to float64 (`model.double()`), put back the exact values a float32 tensor rounded
     (0.8 → 0.800000011920929 → 0.8), unless they changed since (a trained parameter keeps its value)."""
-    if tensor is None or exact is None or tensor.dtype != torch.float64:
-        return
+    if tensor is None or exact is None or tensor.dtype != torch.float64 or tensor.device.type == "meta":
+        return  # (meta tensors hold no values to compare)
     with torch.no_grad():
         rounded = torch.tensor(exact, dtype=torch.float32, device=tensor.device).to(torch.float64)
         if torch.equal(tensor, rounded):
