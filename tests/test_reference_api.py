@@ -166,6 +166,9 @@ def test_noise_sigma_keeps_full_precision_as_a_tensor():
     assert float(noise(x).abs().max()) > 0
     with pytest.raises(ValueError, match="sigma must be >= 0"):
         noise.sigma = -1.0
+    with torch.inference_mode():  # inference tensors have no version counter: still built and applied
+        built = GaussianNoise(0.0)
+        assert torch.equal(built(x), x)
 
 
 # --- Inpainting: rng, pixelwise, batched masks -------------------------------------------------------

@@ -25,7 +25,7 @@ def _report(kind: str, iterations: int, change: float, tol: float, converged: bo
         print(f"{kind}: {iterations} iterations, relative change {change:.2e} (tol {tol:.1e})")
     if not converged:
         warn_unconverged(kind, f"{kind} did not converge: relative change {change:.2e} > tol {tol:.1e} after "
-                         f"{iterations} iterations; raise max_iter or tol", stacklevel=4)
+                         f"{iterations} iterations; raise max_iter or tol", stacklevel=3)
 
 
 class LinearTools:

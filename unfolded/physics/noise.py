@@ -6,6 +6,11 @@ import torch
 from torch import Tensor, nn
 
 
+def _version(t: Tensor) -> int | None:
+    """The in-place modification counter; inference-mode tensors have none (None: assume unchanged)."""
+    return None if t.is_inference() else t._version
+
+
 class GaussianNoise(nn.Module):
     """y = x + σ·n with n ~ N(0, I), drawn afresh at every call (from `rng` when given).
 
@@ -57,7 +62,8 @@ class GaussianNoise(nn.Module):
         # Decided here, not per call: a constant scalar σ is applied as a Python float (no tensor op, no
         # sync) while the buffer is the very tensor seen here, unmodified (its version counter unchanged).
         scalar = float(sigma) if sigma.dim() == 0 and not sigma.requires_grad else None
-        self.__dict__["_seen"] = (self._buffers["sigma"], self._buffers["sigma"]._version, scalar)
+        stored = self._buffers["sigma"]
+        self.__dict__["_seen"] = (stored, _version(stored), scalar)
 
     def __setattr__(self, name, value):
         if name == "sigma" and "_buffers" in self.__dict__:  # `noise.sigma = 0.2` is checked like the constructor's
@@ -67,7 +73,7 @@ class GaussianNoise(nn.Module):
 
     def _constant_scalar(self) -> float | None:
         tensor, version, scalar = self._seen
-        return scalar if tensor is self.sigma and tensor._version == version else None
+        return scalar if tensor is self.sigma and _version(tensor) == version else None
 
     def update_parameters(self, sigma=None, **params) -> None:
         if params:
