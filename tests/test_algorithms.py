@@ -185,7 +185,8 @@ def test_init_overrides_the_start_and_early_stop():
         (dict(prior=RED(Shrink())), ValueError, "needs a prior with a prox"),
         (dict(trainable_params=["sigma_denoiser"], unfold=True), ValueError,
          "sigma_denoiser is trainable but has no value"),
-        (dict(crit_conv="cost"), ValueError, "crit_conv must be 'residual'"),
+        (dict(crit_conv="cost"), NotImplementedError, "crit_conv='cost' is not supported.*use crit_conv='residual'"),
+        (dict(crit_conv="energy"), ValueError, "crit_conv must be 'residual'"),
         (dict(DEQ="yes"), TypeError, "DEQ must be None, a bool or a DEQConfig"),
     ],
 )

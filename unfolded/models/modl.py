@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..metrics import psnr
-from ..physics.base import LinearPhysics, check_physics
+from ..physics.base import LinearPhysics, check_physics, refuse_forward_keywords
 from ..solvers.cg import SolverLog, record_solves
 from .dncnn import DnCNN
 
@@ -52,6 +52,7 @@ class MoDL(nn.Module):
 
     def forward(self, y: Tensor, physics: LinearPhysics, init: Tensor | None = None, x_gt: Tensor | None = None,
                 compute_metrics: bool = False, **kwargs):
+        refuse_forward_keywords("MoDL", kwargs)
         check_physics("MoDL", physics)
         x = physics.A_adjoint(y) if init is None else init
         gamma = 1 / self.lambda_dc[0]

@@ -13,45 +13,64 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..physics.base import LinearPhysics, check_physics
+from ..physics.base import LinearPhysics, check_physics, refuse_forward_keywords
 from ..solvers.cg import SolverLog
 from .modl import IterateMetrics
 
 
-def _cnn(in_channels: int, out_channels: int, depth: int, bias: bool, nf: int) -> nn.Sequential:
-    """depth 3×3 convolutions with PReLU between them, as in the paper's blocks."""
-    if not isinstance(depth, int) or depth < 2:
-        raise ValueError(f"PDNet block: depth must be an integer >= 2, got {depth!r}")
-    layers: list[nn.Module] = [nn.Conv2d(in_channels, nf, 3, 1, 1, bias=bias), nn.PReLU()]
-    for _ in range(depth - 2):
-        layers += [nn.Conv2d(nf, nf, 3, 1, 1, bias=bias), nn.PReLU()]
-    layers.append(nn.Conv2d(nf, out_channels, 3, 1, 1, bias=bias))
-    return nn.Sequential(*layers)
+def _check_dim(dim, who: str) -> None:
+    """The reference's `dim` (2, 3, '2', '2d', '3D', …): 2-D only here."""
+    text = str(dim).lower().removesuffix("d")
+    if isinstance(dim, bool) or text not in ("2", "3"):
+        raise ValueError(f"{who}: dim must be 2 or 3 (or '2d', '3d'), got {dim!r}")
+    if text == "3":
+        raise NotImplementedError(f"{who}: dim=3 (3-D convolutions) is not supported; use dim=2 on 2-D images "
+                                  "(a volume slice by slice)")
 
 
-class PDNet_PrimalBlock(nn.Module):
+class _Block(nn.Module):
+    """depth 3×3 convolutions with a PReLU after each but the last, as in the paper's blocks; submodules
+    named as the reference's (in_conv, conv_list, out_conv, nl_list) so its checkpoints load."""
+
+    def __init__(self, in_channels: int, out_channels: int, depth: int, bias: bool, nf: int, dim):
+        super().__init__()
+        _check_dim(dim, type(self).__name__)
+        if not isinstance(depth, int) or depth < 2:
+            raise ValueError(f"{type(self).__name__}: depth must be an integer >= 2, got {depth!r}")
+        self.in_channels, self.out_channels, self.depth = in_channels, out_channels, depth
+        self.in_conv = nn.Conv2d(in_channels, nf, 3, 1, 1, bias=bias)
+        self.conv_list = nn.ModuleList(nn.Conv2d(nf, nf, 3, 1, 1, bias=bias) for _ in range(depth - 2))
+        self.out_conv = nn.Conv2d(nf, out_channels, 3, 1, 1, bias=bias)
+        self.nl_list = nn.ModuleList(nn.PReLU() for _ in range(depth - 1))
+
+    def cnn(self, inp: Tensor) -> Tensor:
+        h = self.nl_list[0](self.in_conv(inp))
+        for conv, nl in zip(self.conv_list, self.nl_list[1:]):
+            h = nl(conv(h))
+        return self.out_conv(h)
+
+
+class PDNet_PrimalBlock(_Block):
     """x + CNN([x, Aᵀu]): `forward(x, Atu)` with x the primal memory (out_channels) and Atu the rest."""
 
-    def __init__(self, in_channels: int = 6, out_channels: int = 5, depth: int = 3, bias: bool = True, nf: int = 32):
-        super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.model = _cnn(in_channels, out_channels, depth, bias, nf)
+    def __init__(self, in_channels: int = 6, out_channels: int = 5, depth: int = 3, bias: bool = True, nf: int = 32,
+                 dim: int | str = 2):
+        super().__init__(in_channels, out_channels, depth, bias, nf, dim)
 
     def forward(self, x: Tensor, Atu: Tensor) -> Tensor:
         inp = torch.cat((x, Atu), dim=1)
         if inp.shape[1] != self.in_channels or x.shape[1] != self.out_channels:
             raise ValueError(f"PDNet_PrimalBlock: x ({x.shape[1]} channels) + Atu ({Atu.shape[1]}) must give "
                              f"in_channels={self.in_channels}, with x of out_channels={self.out_channels}")
-        return x + self.model(inp)
+        return x + self.cnn(inp)
 
 
-class PDNet_DualBlock(nn.Module):
+class PDNet_DualBlock(_Block):
     """u + CNN([u, A x, y]): `forward(u, Ax_cur, y)` with u the dual memory (out_channels)."""
 
-    def __init__(self, in_channels: int = 7, out_channels: int = 5, depth: int = 3, bias: bool = True, nf: int = 32):
-        super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.model = _cnn(in_channels, out_channels, depth, bias, nf)
+    def __init__(self, in_channels: int = 7, out_channels: int = 5, depth: int = 3, bias: bool = True, nf: int = 32,
+                 dim: int | str = 2):
+        super().__init__(in_channels, out_channels, depth, bias, nf, dim)
 
     def forward(self, u: Tensor, Ax_cur: Tensor, y: Tensor) -> Tensor:
         inp = torch.cat((u, Ax_cur, y), dim=1)
@@ -59,7 +78,7 @@ class PDNet_DualBlock(nn.Module):
             raise ValueError(f"PDNet_DualBlock: u ({u.shape[1]} channels) + Ax_cur ({Ax_cur.shape[1]}) + y "
                              f"({y.shape[1]}) must give in_channels={self.in_channels}, with u of "
                              f"out_channels={self.out_channels}")
-        return u + self.model(inp)
+        return u + self.cnn(inp)
 
 
 class PDNet(nn.Module):
@@ -81,8 +100,8 @@ class PDNet(nn.Module):
         if primal_blocks is None:
             primal_blocks = [PDNet_PrimalBlock(c * (m + 1), c * m, depth, True, nf) for _ in range(num_iter)]
             for block in primal_blocks:  # zero primal updates: the untrained network returns Aᵀy
-                nn.init.zeros_(block.model[-1].weight)
-                nn.init.zeros_(block.model[-1].bias)
+                nn.init.zeros_(block.out_conv.weight)
+                nn.init.zeros_(block.out_conv.bias)
         if dual_blocks is None:
             dual_blocks = [PDNet_DualBlock(c * (m + 2), c * m, depth, True, nf) for _ in range(num_iter)]
         if len(primal_blocks) != num_iter or len(dual_blocks) != num_iter:
@@ -97,6 +116,7 @@ class PDNet(nn.Module):
 
     def forward(self, y: Tensor, physics: LinearPhysics, init: Tensor | None = None, x_gt: Tensor | None = None,
                 compute_metrics: bool = False, **kwargs):
+        refuse_forward_keywords("PDNet", kwargs)
         check_physics("PDNet", physics)
         c, m = self.channels, self.memory
         if y.dim() != 4 or y.shape[1] != c:

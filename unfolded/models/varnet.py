@@ -15,7 +15,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from ..physics.base import LinearPhysics, check_physics
+from ..physics.base import LinearPhysics, check_physics, refuse_forward_keywords
 from ..physics.mri import MRI, MultiCoilMRI, fft2c, ifft2c, to_complex, to_real
 from ..solvers.cg import SolverLog
 from .dncnn import DnCNN
@@ -77,6 +77,7 @@ class VarNet(nn.Module):
         super().__init__()
         if isinstance(num_cascades, bool) or not isinstance(num_cascades, int) or num_cascades < 1:
             raise ValueError(f"VarNet: num_cascades must be an integer >= 1, got {num_cascades!r}")
+        mode = mode.lower() if isinstance(mode, str) else mode  # the reference's names are case-insensitive
         if mode not in ("varnet", "e2e-varnet"):
             raise ValueError(f"VarNet: mode must be 'varnet' or 'e2e-varnet', got {mode!r}")
         if sensitivity_model is not None and mode != "e2e-varnet":
@@ -92,6 +93,7 @@ class VarNet(nn.Module):
 
     def forward(self, y: Tensor, physics: LinearPhysics, init: Tensor | None = None, x_gt: Tensor | None = None,
                 compute_metrics: bool = False, **kwargs):
+        refuse_forward_keywords("VarNet", kwargs)
         check_physics("VarNet", physics)
         trace = IterateMetrics(x_gt if compute_metrics else None)
         x = self._varnet(y, physics, init, trace) if self.mode == "varnet" else self._e2e(y, physics, init, trace)

@@ -6,7 +6,11 @@ from torch import Tensor, nn
 
 
 class DataFidelity(nn.Module):
-    """Base class: `fn(x, y, physics)`, `grad(x, y, physics)`, `prox(x, y, physics, gamma)`."""
+    """Base class: `fn(x, y, physics)`, `grad(x, y, physics)`, `prox(x, y, physics, gamma)`; calling it,
+    `f(x, y, physics)`, gives the value, as in the reference."""
+
+    def forward(self, x: Tensor, y: Tensor, physics) -> Tensor:
+        return self.fn(x, y, physics)
 
 
 class L2(DataFidelity):
@@ -25,5 +29,6 @@ class L2(DataFidelity):
     def grad(self, x: Tensor, y: Tensor, physics) -> Tensor:
         return self.norm * physics.A_adjoint(physics.A(x) - y)
 
-    def prox(self, x: Tensor, y: Tensor, physics, *args, gamma=1.0, **kwargs) -> Tensor:
-        return physics.prox_l2(x, y, gamma * self.norm)
+    def prox(self, x: Tensor, y: Tensor, physics, gamma=1.0, **solver_options) -> Tensor:
+        """`solver_options` (solver, max_iter, tol, verbose) go to physics.prox_l2, as in the reference."""
+        return physics.prox_l2(x, y, gamma * self.norm, **solver_options)

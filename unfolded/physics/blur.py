@@ -11,18 +11,24 @@ from . import functional as Fn
 from .base import LinearPhysics
 from .blur_solvers import ValidBlurSystem, circular_prox_l2
 from .functional import gaussian_blur  # noqa: F401  (public: physics.blur.gaussian_blur)
+from .parameters import store_tensor
 
 
-def _store_filter(module: nn.Module, filter: Tensor, device) -> None:
-    """Keep a learnable or upstream filter as it is (so gradients reach it); move a constant one."""
-    filter = Fn.check_filter(filter)
-    if isinstance(filter, nn.Parameter):
-        module.filter = filter
-    else:
-        module.register_buffer("filter", filter if filter.requires_grad else filter.to(device))
+class _FilterParameter:
+    """`filter` as the keyword operator tensor of a blur (physics.parameters): `A(x, filter=k)` uses k and
+    stores it."""
+
+    parameter_names = ("filter",)
+
+    def check_parameter(self, name: str, value: Tensor) -> Tensor:
+        return Fn.check_filter(value)
+
+    def _call_filter(self, where: str, filter: Tensor | None, params: dict) -> Tensor | None:
+        """The filter for this call: None (the stored one, possibly just replaced) or a transient alias."""
+        return self.call_parameters(where, {"filter": filter, **params}).get("filter")
 
 
-class Blur(LinearPhysics):
+class Blur(_FilterParameter, LinearPhysics):
     """y = k ∗ x (+ noise), a true 2-D convolution per channel with the given boundary `padding`.
 
     `padding="valid"` returns (H−h+1, W−w+1) pixels; the others keep (H, W). `use_fft=True` computes the
@@ -43,12 +49,13 @@ class Blur(LinearPhysics):
         tol: float = 1e-4,
         implicit_backward_solver: bool = True,
         noise_model: nn.Module | None = None,
+        **kwargs,
     ):
         super().__init__(noise_model=noise_model, max_iter=max_iter, tol=tol,
-                         implicit_backward_solver=implicit_backward_solver)
+                         implicit_backward_solver=implicit_backward_solver, **kwargs)
         if filter is None:
             raise ValueError("Blur: filter is required, e.g. physics.blur.gaussian_blur(sigma=1.0)")
-        _store_filter(self, filter, device)
+        store_tensor(self, "filter", Fn.check_filter(filter), device)
         self.padding = Fn.normalise_padding(padding)
         self.use_fft = bool(use_fft)
 
@@ -59,12 +66,16 @@ class Blur(LinearPhysics):
     def _by_fft(self, f: Tensor) -> bool:
         return self.use_fft or f.shape[-2] * f.shape[-1] >= self.FFT_MIN_TAPS
 
-    def A(self, x: Tensor, filter: Tensor | None = None) -> Tensor:
+    def A(self, x: Tensor, filter: Tensor | None = None, **params) -> Tensor:
+        if filter is not None or params:
+            filter = self._call_filter("A", filter, params)
         f = self._filter(x, filter)
         conv = Fn.conv2d_fft if self._by_fft(f) else Fn.conv2d
         return conv(x, f, self.padding)
 
-    def A_adjoint(self, y: Tensor, filter: Tensor | None = None) -> Tensor:
+    def A_adjoint(self, y: Tensor, filter: Tensor | None = None, **params) -> Tensor:
+        if filter is not None or params:
+            filter = self._call_filter("A_adjoint", filter, params)
         f = self._filter(y, filter)
         conv_t = Fn.conv_transpose2d_fft if self._by_fft(f) else Fn.conv_transpose2d
         return conv_t(y, f, self.padding)
@@ -133,7 +144,7 @@ class Blur(LinearPhysics):
         return (*x_shape[:-2], x_shape[-2] - h + 1, x_shape[-1] - w + 1)
 
 
-class BlurFFT(LinearPhysics):
+class BlurFFT(_FilterParameter, LinearPhysics):
     """Circular blur computed in the Fourier domain, with an exact closed-form prox.
 
     Same operator as `Blur(filter, padding="circular")`. `img_size` (C, H, W) documents the intended
@@ -145,7 +156,7 @@ class BlurFFT(LinearPhysics):
         super().__init__(noise_model=noise_model, **kwargs)
         if filter is None:
             raise ValueError("BlurFFT: filter is required, e.g. physics.blur.gaussian_blur(sigma=1.0)")
-        _store_filter(self, filter, device)
+        store_tensor(self, "filter", Fn.check_filter(filter), device)
         self.img_size = tuple(img_size) if img_size is not None else None
 
     def _spectrum(self, like: Tensor, filter: Tensor | None = None) -> Tensor:
@@ -156,11 +167,15 @@ class BlurFFT(LinearPhysics):
         if x.dim() != 4:
             raise ValueError(f"images must be 4-D (B, C, H, W), got shape {tuple(x.shape)}")
 
-    def A(self, x: Tensor, filter: Tensor | None = None) -> Tensor:
+    def A(self, x: Tensor, filter: Tensor | None = None, **params) -> Tensor:
+        if filter is not None or params:
+            filter = self._call_filter("A", filter, params)
         self._check(x)
         return torch.fft.irfft2(torch.fft.rfft2(x) * self._spectrum(x, filter), s=x.shape[-2:])
 
-    def A_adjoint(self, y: Tensor, filter: Tensor | None = None) -> Tensor:
+    def A_adjoint(self, y: Tensor, filter: Tensor | None = None, **params) -> Tensor:
+        if filter is not None or params:
+            filter = self._call_filter("A_adjoint", filter, params)
         self._check(y)
         return torch.fft.irfft2(torch.fft.rfft2(y) * self._spectrum(y, filter).conj(), s=y.shape[-2:])
 
@@ -173,8 +188,9 @@ class BlurFFT(LinearPhysics):
     def prox_l2_closed_form(self, z, y, gamma):
         return circular_prox_l2(self._spectrum(z), z, y, gamma)
 
-    def A_dagger(self, y, tol=None, max_iter=None):
+    def A_dagger(self, y, solver="CG", max_iter=None, tol=None, verbose=False, **params):
         """Pseudo-inverse: frequencies the filter (nearly) removes are set to zero."""
+        self._closed_form_dagger(solver, params)
         K = self._spectrum(y)
         power = K.abs() ** 2
         keep = power > 1e-12 * power.amax()

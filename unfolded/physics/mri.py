@@ -8,12 +8,14 @@ F is the centred, orthonormal 2-D FFT (unitary, so Fᴴ = F⁻¹ and the adjoint
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from .base import LinearPhysics
+
+# Sampling masks live in mri_masks.py; importable from here too (configs name unfolded.physics.mri.cartesian_mask).
+from .mri_masks import _is_size, cartesian_mask, equispaced_mask, random_mask  # noqa: F401
 
 
 def to_complex(x: Tensor) -> Tensor:
@@ -33,68 +35,6 @@ def fft2c(z: Tensor) -> Tensor:
 
 def ifft2c(z: Tensor) -> Tensor:
     return torch.fft.fftshift(torch.fft.ifft2(torch.fft.ifftshift(z, dim=(-2, -1)), norm="ortho"), dim=(-2, -1))
-
-
-# --- sampling masks -------------------------------------------------------------------------------
-def _is_size(img_size) -> bool:
-    """A sequence of at least two integers (tuple, list, torch.Size, or a config's list)."""
-    return isinstance(img_size, Sequence) and not isinstance(img_size, str) and len(img_size) >= 2
-
-
-def _mask_args(img_size, acceleration, center_fraction) -> tuple[int, int, int]:
-    if not _is_size(img_size):
-        raise ValueError(f"img_size must be a tuple ending with (H, W), got {img_size!r}")
-    H, W = (int(s) for s in tuple(img_size)[-2:])
-    if not float(acceleration) >= 1:
-        raise ValueError(f"acceleration must be >= 1, got {acceleration!r}")
-    if center_fraction is None:  # fastMRI's pairing: 4x ↔ 8 %, 8x ↔ 4 %
-        center_fraction = 0.32 / float(acceleration)
-    if not 0 <= float(center_fraction) <= 1:
-        raise ValueError(f"center_fraction must be in [0, 1], got {center_fraction!r}")
-    return H, W, round(W * float(center_fraction))
-
-
-def _columns_to_mask(H: int, W: int, columns: Tensor, num_low: int) -> Tensor:
-    keep = torch.zeros(W, dtype=torch.bool)
-    keep[columns] = True
-    start = (W - num_low + 1) // 2
-    keep[start:start + num_low] = True  # fully sampled centre (low frequencies)
-    return keep.to(torch.get_default_dtype()).expand(H, W).clone()
-
-
-def random_mask(img_size, acceleration: float = 4, center_fraction: float | None = None,
-                seed: int | None = 0) -> Tensor:
-    """(H, W) Cartesian mask of full phase-encoding columns: a fully sampled centre plus columns drawn
-    uniformly without replacement so that about W/acceleration columns are sampled in all."""
-    H, W, num_low = _mask_args(img_size, acceleration, center_fraction)
-    gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    mask = _columns_to_mask(H, W, torch.zeros(0, dtype=torch.long), num_low)
-    outside = torch.nonzero(mask[0] == 0).flatten()
-    extra = max(0, min(len(outside), round(W / float(acceleration)) - num_low))
-    chosen = outside[torch.randperm(len(outside), generator=gen)[:extra]]
-    return _columns_to_mask(H, W, chosen, num_low)
-
-
-def equispaced_mask(img_size, acceleration: float = 4, center_fraction: float | None = None, offset: int = 0) -> Tensor:
-    """(H, W) mask: a fully sampled centre plus equispaced columns, the spacing adjusted (as fastMRI's
-    EquispacedMaskFunc does) so that about W/acceleration columns are sampled in all."""
-    H, W, num_low = _mask_args(img_size, acceleration, center_fraction)
-    acc = float(acceleration)
-    denom = num_low * acc - W
-    spacing = acc * (num_low - W) / denom if denom != 0 else acc
-    columns = torch.arange(offset, W - 1, max(spacing, 1.0)).round().long() if num_low < W else torch.zeros(0).long()
-    return _columns_to_mask(H, W, columns.clamp(0, W - 1), num_low)
-
-
-def cartesian_mask(img_size, pattern: str = "random", acceleration: float = 4, center_fraction: float | None = None,
-                   seed: int | None = 0) -> Tensor:
-    """`random_mask` (seeded by `seed`) or `equispaced_mask` (`seed` unused), by name: one function for
-    configuration files, where the pattern is a setting (`physics.mask.pattern=equispaced`)."""
-    if pattern == "random":
-        return random_mask(img_size, acceleration, center_fraction, seed)
-    if pattern == "equispaced":
-        return equispaced_mask(img_size, acceleration, center_fraction)
-    raise ValueError(f"mask pattern must be 'random' or 'equispaced', got {pattern!r}")
 
 
 # --- operators ------------------------------------------------------------------------------------
@@ -133,17 +73,42 @@ def _normalise_mask(mask: Tensor) -> Tensor:
     return mask.clone()
 
 
-class MRI(LinearPhysics):
+def _no_crop(crop: bool, who: str) -> None:
+    if crop:
+        raise NotImplementedError(f"{who}: crop=True is not supported: images here have the k-space's (H, W) "
+                                  "(img_size is the mask's); crop the result yourself, e.g. x[..., top:top + h, "
+                                  "left:left + w]")
+
+
+def _no_3d(three_d: bool, who: str) -> None:
+    if three_d:
+        raise NotImplementedError(f"{who}: three_d=True (3-D FFT) is not supported; apply the 2-D operator slice "
+                                  "by slice")
+
+
+class _MaskParameter:
+    """`mask` as a keyword operator tensor (physics.parameters), normalised like the constructor's."""
+
+    def check_parameter(self, name: str, value) -> Tensor:
+        if name == "mask":
+            return _normalise_mask(value)
+        return super().check_parameter(name, value)
+
+
+class MRI(_MaskParameter, LinearPhysics):
     """Single-coil Cartesian MRI: y = M ⊙ F x, x and y of shape (B, 2, H, W).
 
     `mask` (H, W), (C, H, W) or (B, C, H, W), or a function img_size -> mask; without one, full sampling
-    of `img_size` (…, H, W).
+    of `img_size` (…, H, W). `A(x, mask=m)`, `physics(x, mask=m)` and `update(mask=m)` store a new mask.
     AᵀA = Fᴴ M² F is diagonal in k-space, so the prox has a closed form.
     """
 
+    parameter_names = ("mask",)
+
     def __init__(self, mask: Tensor | None = None, img_size=None, noise_model: nn.Module | None = None,
-                 device="cpu", **kwargs):
+                 device="cpu", three_d: bool = False, **kwargs):
         super().__init__(noise_model=noise_model, **kwargs)
+        _no_3d(three_d, "MRI")
         mask = _resolve_mask(mask, img_size, "MRI")
         if mask is None:
             mask = _full_mask(img_size, "MRI")
@@ -151,12 +116,15 @@ class MRI(LinearPhysics):
         if img_size is not None and _full_mask(img_size, "MRI").shape != mask.shape[-2:]:
             raise ValueError(f"MRI: img_size {tuple(img_size)} does not match the mask's (H, W) "
                              f"{tuple(mask.shape[-2:])}")
-        self.img_size = (2, *mask.shape[-2:])
         self.register_buffer("mask", mask.to(device))
 
-    def _mask(self, x: Tensor) -> Tensor:
-        m = self.mask if self.mask.dtype == x.dtype else self.mask.to(x.dtype)
-        return m
+    @property
+    def img_size(self) -> tuple[int, int, int]:
+        return (2, *self.mask.shape[-2:])
+
+    def _mask(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        m = self.mask if mask is None else mask
+        return m if m.dtype == x.dtype else m.to(x.dtype)
 
     def _check(self, x: Tensor, what: str) -> None:
         H, W = self.mask.shape[-2:]
@@ -165,17 +133,25 @@ class MRI(LinearPhysics):
             raise ValueError(f"MRI: {what} must have shape (B, 2, {H}, {W}) with B matching the mask's batch "
                              f"({self.mask.shape[0]}), got {tuple(x.shape)}")
 
-    def A(self, x: Tensor, **params) -> Tensor:
+    def A(self, x: Tensor, mask: Tensor | None = None, **params) -> Tensor:
+        if mask is not None or params:
+            mask = self.call_parameters("A", {"mask": mask, **params}).get("mask")
         self._check(x, "x")
-        return self._mask(x) * to_real(fft2c(to_complex(x)))
+        return self._mask(x, mask) * to_real(fft2c(to_complex(x)))
 
-    def A_adjoint(self, y: Tensor, **params) -> Tensor:
+    def A_adjoint(self, y: Tensor, mask: Tensor | None = None, mag: bool = False, crop: bool = False,
+                  **params) -> Tensor:
+        """Aᵀy; `mag=True` returns its magnitude (B, 1, H, W) (the reference's fastMRI convention)."""
+        if mask is not None or params:
+            mask = self.call_parameters("A_adjoint", {"mask": mask, **params}).get("mask")
+        _no_crop(crop, "MRI.A_adjoint")
         self._check(y, "y")
-        return to_real(ifft2c(to_complex(self._mask(y) * y)))
+        x = to_real(ifft2c(to_complex(self._mask(y, mask) * y)))
+        return x.pow(2).sum(1, keepdim=True).sqrt() if mag else x
 
-    def forward(self, x: Tensor) -> Tensor:
-        """y = M ⊙ (F x + noise): unsampled k-space stays exactly zero."""
-        return self._mask(x) * self.noise_model(self.A(x))
+    def noise(self, y: Tensor, **params) -> Tensor:
+        """M ⊙ (y + noise): unsampled k-space stays exactly zero."""
+        return self._mask(y) * super().noise(y, **params)
 
     def output_shape(self, x_shape):
         return tuple(x_shape)
@@ -210,41 +186,59 @@ def birdcage_maps(img_size, num_coils: int = 4, width: float = 0.5) -> Tensor:
     return maps.to(torch.complex128 if torch.get_default_dtype() == torch.float64 else torch.complex64)
 
 
-class MultiCoilMRI(LinearPhysics):
+class MultiCoilMRI(_MaskParameter, LinearPhysics):
     """Parallel imaging: yₙ = M ⊙ F(Sₙ x) for N coils; x (B, 2, H, W), y (B, 2, N, H, W).
 
     `mask` as for `MRI`. `coil_maps` is a complex tensor (N, H, W) or (B, N, H, W), or an integer N for
     `birdcage_maps`.
-    A and Aᵀ accept `coil_maps=` overrides (maps estimated by a network, with gradients). The prox is
-    solved by CG (no closed form once the coils couple the pixels).
+    A and Aᵀ accept `mask=` and `coil_maps=` (e.g. maps estimated by a network, with gradients), which are
+    stored as the current ones (physics.parameters). The prox is solved by CG (no closed form once the
+    coils couple the pixels).
     """
 
+    parameter_names = ("mask", "coil_maps")
+
     def __init__(self, mask: Tensor | None = None, coil_maps=None, img_size=None,
-                 noise_model: nn.Module | None = None, device="cpu", **kwargs):
+                 noise_model: nn.Module | None = None, device="cpu", three_d: bool = False, **kwargs):
         super().__init__(noise_model=noise_model, **kwargs)
+        _no_3d(three_d, "MultiCoilMRI")
         mask = _resolve_mask(mask, img_size, "MultiCoilMRI")
         if mask is None:
             mask = _full_mask(img_size, "MultiCoilMRI")
         mask = _normalise_mask(mask)
-        if isinstance(coil_maps, int):
+        if isinstance(coil_maps, int) and not isinstance(coil_maps, bool):
             coil_maps = birdcage_maps(mask.shape[-2:], coil_maps)
-        if not isinstance(coil_maps, Tensor) or not coil_maps.is_complex() or coil_maps.dim() not in (3, 4):
-            raise ValueError("MultiCoilMRI: coil_maps must be a complex tensor (N, H, W) or (B, N, H, W), or an "
-                             f"integer number of coils, got {getattr(coil_maps, 'shape', coil_maps)!r}")
-        if tuple(coil_maps.shape[-2:]) != tuple(mask.shape[-2:]):
-            raise ValueError(f"MultiCoilMRI: coil_maps (H, W) {tuple(coil_maps.shape[-2:])} do not match the "
-                             f"mask's {tuple(mask.shape[-2:])}")
-        self.img_size = (2, *mask.shape[-2:])
         self.register_buffer("mask", mask.to(device))
-        self.register_buffer("coil_maps", coil_maps.reshape(-1, *coil_maps.shape[-3:]).to(device))
+        self.register_buffer("coil_maps", self.check_parameter("coil_maps", coil_maps).to(device))
+
+    @property
+    def img_size(self) -> tuple[int, int, int]:
+        return (2, *self.mask.shape[-2:])
+
+    def check_parameter(self, name: str, value) -> Tensor:
+        if name != "coil_maps":
+            mask = super().check_parameter(name, value)
+            maps = getattr(self, "coil_maps", None)
+            if maps is not None and tuple(mask.shape[-2:]) != tuple(maps.shape[-2:]):
+                raise ValueError(f"MultiCoilMRI: mask (H, W) {tuple(mask.shape[-2:])} does not match the coil maps' "
+                                 f"{tuple(maps.shape[-2:])}")
+            return mask
+        if not isinstance(value, Tensor) or not value.is_complex() or value.dim() not in (3, 4):
+            raise ValueError("MultiCoilMRI: coil_maps must be a complex tensor (N, H, W) or (B, N, H, W), or an "
+                             f"integer number of coils, got {getattr(value, 'shape', value)!r}")
+        if tuple(value.shape[-2:]) != tuple(self.mask.shape[-2:]):
+            raise ValueError(f"MultiCoilMRI: coil_maps (H, W) {tuple(value.shape[-2:])} do not match the "
+                             f"mask's {tuple(self.mask.shape[-2:])}")
+        return value.reshape(-1, *value.shape[-3:])
 
     def _maps(self, x: Tensor, coil_maps: Tensor | None) -> Tensor:
         s = self.coil_maps if coil_maps is None else coil_maps
         dtype = torch.complex128 if x.dtype == torch.float64 else torch.complex64
         return s if s.dtype == dtype else s.to(dtype)
 
-    def _mask(self, x: Tensor) -> Tensor:
-        return (self.mask if self.mask.dtype == x.dtype else self.mask.to(x.dtype)).unsqueeze(2)
+    def _mask(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        m = self.mask if mask is None else mask
+        return (m if m.dtype == x.dtype else m.to(x.dtype)).unsqueeze(2)
 
     def _check(self, t: Tensor, what: str, kspace: bool) -> None:
         H, W = self.mask.shape[-2:]
@@ -259,19 +253,31 @@ class MultiCoilMRI(LinearPhysics):
     def num_coils(self) -> int:
         return self.coil_maps.shape[1]
 
-    def A(self, x: Tensor, coil_maps: Tensor | None = None, **params) -> Tensor:
+    def A(self, x: Tensor, mask: Tensor | None = None, coil_maps: Tensor | None = None, **params) -> Tensor:
+        if mask is not None or coil_maps is not None or params:
+            given = self.call_parameters("A", {"mask": mask, "coil_maps": coil_maps, **params})
+            mask, coil_maps = given.get("mask"), given.get("coil_maps")
         self._check(x, "x", kspace=False)
         coils = self._maps(x, coil_maps) * to_complex(x).unsqueeze(1)  # (B, N, H, W)
-        return self._mask(x) * to_real(fft2c(coils))
+        return self._mask(x, mask) * to_real(fft2c(coils))
 
-    def A_adjoint(self, y: Tensor, coil_maps: Tensor | None = None, **params) -> Tensor:
+    def A_adjoint(self, y: Tensor, mask: Tensor | None = None, coil_maps: Tensor | None = None, rss: bool = False,
+                  crop: bool = False, **params) -> Tensor:
+        """Aᵀy; `rss=True` returns the root-sum-of-squares of the coil images instead, (B, 1, H, W) (the
+        reference's fastMRI convention; not an adjoint)."""
+        if mask is not None or coil_maps is not None or params:
+            given = self.call_parameters("A_adjoint", {"mask": mask, "coil_maps": coil_maps, **params})
+            mask, coil_maps = given.get("mask"), given.get("coil_maps")
+        _no_crop(crop, "MultiCoilMRI.A_adjoint")
         self._check(y, "y", kspace=True)
-        coils = ifft2c(to_complex(self._mask(y) * y))
+        coils = ifft2c(to_complex(self._mask(y, mask) * y))
+        if rss:
+            return coils.abs().pow(2).sum(1, keepdim=True).sqrt()
         return to_real((self._maps(y, coil_maps).conj() * coils).sum(1))
 
-    def forward(self, x: Tensor) -> Tensor:
-        """y = M ⊙ (A x + noise): unsampled k-space stays exactly zero."""
-        return self._mask(x) * self.noise_model(self.A(x))
+    def noise(self, y: Tensor, **params) -> Tensor:
+        """M ⊙ (y + noise): unsampled k-space stays exactly zero."""
+        return self._mask(y) * super().noise(y, **params)
 
     def operator_params(self) -> dict[str, Tensor]:
         # listed so the implicit CG backward passes gradients on to maps that come from a network

@@ -27,6 +27,7 @@ class SolveInfo:
     iterations: int
     rel_residual: Tensor  # (B,) final ‖r‖/‖b‖ per sample, of the system the caller asked to solve
     converged: bool
+    method: str = "cg"  # which Krylov method solved it (solvers.krylov): the prefix of its SolverLog kind
 
 
 def batch_dot(a: Tensor, b: Tensor) -> Tensor:
@@ -177,11 +178,12 @@ def reset_warnings() -> None:
 def report_solve(kind: str, info: SolveInfo, tol: float, log: SolverLog | None, stacklevel: int = 3) -> None:
     """Record a solve and warn (once per call site) when it did not converge."""
     if log is not None:
-        log.add(f"cg_{kind}", info.iterations, float(info.rel_residual.max()), info.converged)
+        log.add(f"{info.method}_{kind}", info.iterations, float(info.rel_residual.max()), info.converged)
     if not info.converged:
+        name = "conjugate gradient" if info.method == "cg" else info.method
         warn_unconverged(
-            f"cg_{kind}",
-            f"conjugate gradient ({kind}) did not converge: relative residual "
+            f"{info.method}_{kind}",
+            f"{name} ({kind}) did not converge: relative residual "
             f"{float(info.rel_residual.max()):.2e} > tol {tol:.1e} after {info.iterations} iterations; "
             "raise max_iter or tol",
             stacklevel=stacklevel,
