@@ -1,4 +1,4 @@
-"""`python train.py algo=modl|varnet|e2e_varnet|pdnet physics=mri`: the predefined models and MRI in the training framework."""
+"""`python train.py algo=modl|varnet|e2e_varnet|pdnet physics=mri`: the predefined models and MRI in training."""
 
 import json
 
@@ -11,8 +11,8 @@ from unfolded.physics import MRI, GaussianNoise, MultiCoilMRI, random_mask
 from unfolded.training import baselines
 from unfolded.training.config import compose
 from unfolded.training.data import BundledDataModule
-from unfolded.training.images import mri_slice, to_tensor
 from unfolded.training.errors import ConfigError
+from unfolded.training.images import mri_slice, to_tensor
 from unfolded.training.metrics import display_image, image_metrics, magnitude
 from unfolded.training.pipeline import run
 
@@ -135,8 +135,9 @@ def test_tikhonov_baseline_centres_on_the_image_mean_for_mri():
     (["algo=modl", "+algo.num_iters=3"], r"unknown key 'algo\.num_iters'"),
     (["algo=modl", "physics=mri", "physics.mask.pattern=radial"], r"cannot build physics.*radial"),
     (["physics=mri", "data=bundled"], r"MRI physics needs complex images: data.channels=2"),
-    (["algo=e2e_varnet", "physics=blur"], r"^algo=unfolded.models.VarNet cannot work with physics=unfolded.physics.Blur: "
-                                          r"VarNet: mode='e2e-varnet' needs MRI or MultiCoilMRI physics, got Blur$"),
+    (["algo=e2e_varnet", "physics=blur"],
+     r"^algo=unfolded.models.VarNet cannot work with physics=unfolded.physics.Blur: "
+     r"VarNet: mode='e2e-varnet' needs MRI or MultiCoilMRI physics, got Blur$"),
     (["algo=pdnet", "physics=mri_multicoil"], r"^algo=unfolded.models.PDNet cannot work with physics=\S+MultiCoilMRI: "
                                               r"PDNet: y must have shape \(B, 2, H', W'\)"),
 ])

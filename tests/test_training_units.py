@@ -11,8 +11,8 @@ from unfolded.training.callbacks import AtomicCheckpointIO
 from unfolded.training.checks import accepted_arguments
 from unfolded.training.config import one_line
 from unfolded.training.data import BundledDataModule, FolderDataModule
-from unfolded.training.images import to_tensor
 from unfolded.training.errors import ConfigError
+from unfolded.training.images import to_tensor
 from unfolded.training.metrics import crop, interior_margin, psnr
 
 
