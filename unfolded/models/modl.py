@@ -13,11 +13,6 @@ from ..solvers.cg import SolverLog, record_solves
 from .dncnn import DnCNN
 
 
-def magnitude(x: Tensor) -> Tensor:
-    """|x| of a (B, 2, H, W) complex image as (B, 1, H, W); other images are returned unchanged."""
-    return x.pow(2).sum(1, keepdim=True).sqrt() if x.dim() == 4 and x.shape[1] == 2 else x
-
-
 class MoDL(nn.Module):
     """x₀ = Aᵀy; K times: z = D(x), x = argmin ½‖Ax − y‖² + λ/2‖x − z‖² (= physics.prox_l2(z, y, 1/λ)).
 
@@ -73,7 +68,7 @@ class IterateMetrics:
 
     def add(self, x: Tensor) -> None:
         if self.x_gt is not None:
-            self.psnr.append(psnr(magnitude(x), magnitude(self.x_gt)))
+            self.psnr.append(psnr(x, self.x_gt))  # of magnitudes for complex images
 
     def result(self) -> dict[str, Tensor]:
         return {"psnr": torch.stack(self.psnr)} if self.psnr else {}
