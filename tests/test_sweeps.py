@@ -171,3 +171,52 @@ def test_optuna_trials_in_parallel_with_submitit_local(tmp_path):
     s = summary(sweep_dir)
     assert [t["state"] for t in s["trials"]] == ["COMPLETE", "COMPLETE"]
     assert all(t["intermediate_values"] for t in s["trials"]) and s["best"] is not None
+
+
+# --- the documented commands, as typed, in a fresh clone (no hydra.sweep.dir: the default folders) ---------
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory):
+    from tests.fresh_clone import fresh_clone
+
+    return fresh_clone(tmp_path_factory.mktemp("clone"))
+
+
+def sweep_dirs(clone: Path) -> list[Path]:
+    return sorted((clone / "logs" / "debug" / "multiruns").iterdir())
+
+
+def run_in(clone: Path, *command: str) -> list[Path]:
+    """Run `command` in the clone; the sweep folder(s) it created."""
+    from tests.fresh_clone import shell
+
+    before = set(sweep_dirs(clone)) if (clone / "logs" / "debug" / "multiruns").is_dir() else set()
+    res = shell(list(command), cwd=clone)
+    assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-4000:])
+    assert "pip install" not in res.stdout  # make found the installed .venv
+    new = [d for d in sweep_dirs(clone) if d not in before]
+    assert len(new) == 1, new
+    return new
+
+
+def test_readme_grid_sweep_as_typed(clone):
+    (sweep,) = run_in(clone, "python", "train.py", "-m", "algo.max_iter=2,3", "debug=fast")
+    for job, k in (("0", 2), ("1", 3)):
+        assert f"algo.max_iter={k}" in (sweep / job / ".hydra" / "overrides.yaml").read_text()
+        assert (sweep / job / "results.json").is_file()
+
+
+def test_lr_grid_as_typed(clone):
+    (sweep,) = run_in(clone, "python", "train.py", "hparams_search=lr", "debug=fast")
+    assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == ["0", "1", "2"]
+    assert all((sweep / job / "results.json").is_file() for job in "012")
+
+
+@pytest.mark.parametrize("command", [
+    ["python", "train.py", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "debug=fast"],
+    ["make", "sweep", "ARGS=hydra.sweeper.n_trials=2 debug=fast"]], ids=["python", "make"])
+def test_optuna_sweep_as_typed(clone, command):
+    (sweep,) = run_in(clone, *command)
+    s = summary(sweep)
+    assert [t["state"] for t in s["trials"]] == ["COMPLETE", "COMPLETE"], s["trials"]
+    assert s["storage"] == f"sqlite:///{sweep / 'optuna.db'}" and (sweep / "optuna.db").is_file()
+    assert all((sweep / str(t["number"]) / "results.json").is_file() for t in s["trials"])
