@@ -12,7 +12,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["callbacks.rich_progress_bar=null", "trainer.enable_model_summary=false"]
-SEARCHED = {"algo.stepsize", "algo.lambda_reg", "module.optimizer.lr", "algo.max_iter"}
+SEARCHED = {"algo.stepsize", "module.optimizer.lr", "algo.max_iter"}
 
 
 def train(*args, timeout=600):
@@ -171,6 +171,40 @@ def test_optuna_trials_in_parallel_with_submitit_local(tmp_path):
     s = summary(sweep_dir)
     assert [t["state"] for t in s["trials"]] == ["COMPLETE", "COMPLETE"]
     assert all(t["intermediate_values"] for t in s["trials"]) and s["best"] is not None
+
+
+def test_default_search_space_only_holds_what_the_default_model_uses():
+    """Every `algo.*` key `hparams_search=optuna` searches changes the default model's reconstruction
+    between the ends of its range (a parameter the model ignores, such as λ with a PnP prior, only wastes
+    trials). The prior gets random weights: its zero-initialised last layer makes it the identity."""
+    import torch
+    from hydra import compose, initialize_config_dir
+
+    from hydra_plugins.unfolded_optuna_sweeper import _search_space as ss
+    from unfolded.training import config, pipeline
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        params = compose("train", overrides=["hparams_search=optuna"], return_hydra_config=True).hydra.sweeper.params
+    space, _ = ss.split(ss.parse(f"{k}={v}" for k, v in params.items()))
+    assert set(space) == {"algo.stepsize", "module.optimizer.lr", "algo.max_iter"}
+
+    def reconstruct(key, value):
+        cfg = config.compose([f"{key}={value}"], output_dir="unused")
+        physics = pipeline.build_physics(cfg).example((1, 24, 24))
+        torch.manual_seed(0)
+        model = pipeline.build_model(cfg)
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.dim() > 1:  # the denoiser's convolutions, not the algorithm's step size
+                    p.add_(0.01 * torch.randn_like(p))
+            x = torch.rand(1, 1, 24, 24)
+            return model(physics(x), physics)
+
+    for key, dist in space.items():
+        if key.startswith("algo."):
+            low, high = reconstruct(key, dist.low), reconstruct(key, dist.high)
+            same = torch.allclose(low, high, atol=1e-5)
+            assert not same, f"{key} does not change the default model"
 
 
 # --- the documented commands, as typed, in a fresh clone (no hydra.sweep.dir: the default folders) ---------
