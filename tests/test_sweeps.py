@@ -254,3 +254,65 @@ def test_optuna_sweep_as_typed(clone, command):
     assert [t["state"] for t in s["trials"]] == ["COMPLETE", "COMPLETE"], s["trials"]
     assert s["storage"] == f"sqlite:///{sweep / 'optuna.db'}" and (sweep / "optuna.db").is_file()
     assert all((sweep / str(t["number"]) / "results.json").is_file() for t in s["trials"])
+
+
+# --- a sweep that cannot succeed says so; a killed sweep leaves no trial RUNNING forever --------------------
+def test_sweep_whose_every_trial_failed_exits_non_zero_with_one_line(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    # every trial stops at its configuration check (crops larger than the images)
+    res = train("hparams_search=optuna", "hydra.sweeper.n_trials=2", "debug=fast", "data.crop_size=1000",
+                f"hydra.sweep.dir={sweep_dir}", *QUIET)
+    assert res.returncode != 0
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert lines[-1].startswith("optuna sweep: all 2 trials failed (trial 1: SystemExit: config error: "), lines
+    assert lines[-1].endswith(f"summary: {sweep_dir / 'optuna_summary.yaml'}") and "Traceback" not in res.stderr
+    assert summary(sweep_dir)["failed"] == [0, 1]
+
+
+def test_stale_running_trials_fail_with_a_reason_others_stay():
+    import time
+
+    import optuna
+
+    from hydra_plugins.unfolded_optuna_sweeper._heartbeat import Heartbeat, fail_stale_trials
+
+    study = optuna.create_study()
+    space = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    dead, alive, done = (study.ask(space) for _ in range(3))
+    with Heartbeat([dead, alive, done], interval=10):
+        pass
+    study.tell(done, 1.0)
+    alive.set_user_attr("heartbeat", time.time() + 100)  # stamped later, by another sweep still running
+    assert fail_stale_trials(study, interval=10, now=time.time() + 31) == [dead.number]
+    states = [t.state.name for t in study.trials]
+    assert states == ["FAIL", "RUNNING", "COMPLETE"]
+    assert study.trials[0].user_attrs["fail_reason"].startswith("stale: no sign of life for 31 s (> 30 s)")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="kill -9")
+def test_trial_of_a_killed_sweep_is_failed_on_resume(tmp_path):
+    import contextlib
+    import os
+    import signal
+    import time
+
+    sweep_dir = tmp_path / "sweep"
+    args = [sys.executable, str(ROOT / "train.py"), "hparams_search=optuna", "debug=fast",
+            f"hydra.sweep.dir={sweep_dir}", "hydra.sweeper.heartbeat_interval=1", *QUIET]
+    proc = subprocess.Popen([*args, "hydra.sweeper.n_trials=1"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not (sweep_dir / "0" / ".hydra").is_dir():  # trial 0's job has started
+            assert proc.poll() is None and time.time() < deadline, "the sweep ended before its trial started"
+            time.sleep(0.2)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the whole sweep, at once: nothing gets to tell Optuna
+        proc.wait()
+    time.sleep(3.5)  # > 3 heartbeat intervals
+    res = subprocess.run([*args, "hydra.sweeper.n_trials=1"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    s = summary(sweep_dir)
+    assert [t["state"] for t in s["trials"]] == ["FAIL", "COMPLETE"], s["trials"]
+    assert s["trials"][0]["fail_reason"].startswith("stale: no sign of life")
