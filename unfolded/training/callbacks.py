@@ -13,6 +13,7 @@ from lightning.pytorch.loggers import WandbLogger
 
 from . import report
 from .atomic import write_atomically
+from .logs import echo
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -119,4 +120,4 @@ class Report(pl.Callback):
                                                pl_module.test_summary)
         self.paths["json"] = report.save_json(out / "results.json", pl_module.test_records,
                                               pl_module.test_summary, hp, pl_module.trained_steps)
-        print(f"report: {self.paths['png']}  results: {self.paths['json']}")
+        echo(f"report: {self.paths['png']}  results: {self.paths['json']}")
