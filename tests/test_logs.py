@@ -102,3 +102,9 @@ def test_progress_every_n_steps_must_be_positive(tmp_path):
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert lines[-1] == ("config error: callbacks.rich_progress_bar.every_n_steps must be an integer >= 1, "
                          "got 0"), res.stderr[-2000:]
+    from unfolded.training.errors import ConfigError
+    from unfolded.training.progress import progress_bar
+
+    for bad in (2.5, "10", True):
+        with pytest.raises(ConfigError, match=f"every_n_steps must be an integer >= 1, got {bad!r}"):
+            progress_bar(bad)

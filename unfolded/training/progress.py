@@ -26,11 +26,11 @@ log = logging.getLogger(__name__)
 
 def progress_bar(every_n_steps: int = 10):
     """The rich bar when stdout is a terminal, else a line every `every_n_steps` training steps."""
-    if int(every_n_steps) < 1:
+    if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1:
         from .errors import ConfigError
 
-        raise ConfigError(f"callbacks.rich_progress_bar.every_n_steps must be an integer >= 1, got {every_n_steps}")
-    return RichBar() if sys.stdout.isatty() else TextProgress(int(every_n_steps))
+        raise ConfigError(f"callbacks.rich_progress_bar.every_n_steps must be an integer >= 1, got {every_n_steps!r}")
+    return RichBar() if sys.stdout.isatty() else TextProgress(every_n_steps)
 
 
 def _number(v: float) -> str:
