@@ -23,7 +23,10 @@ def _in_sweep() -> bool:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from unfolded.training import logs
     from unfolded.training.pipeline import run
+
+    logs.setup()  # each line once, and all of them in <run folder>/train.log
 
     try:
         value, _ = run(cfg)

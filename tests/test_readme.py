@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -46,13 +45,9 @@ def short_run(command: str) -> str:
 def fresh_copy(tmp_path_factory) -> Path:
     """The tracked files (with their times, so make sees an installed .venv), this .venv, and a user's
     folder of colour pictures at ~/pictures."""
-    copy = tmp_path_factory.mktemp("repo")
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    for name in filter(None, files.split("\0")):
-        if (ROOT / name).is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, copy / name)
-    (copy / ".venv").symlink_to(ROOT / ".venv")
+    from tests.fresh_clone import fresh_clone
+
+    copy = fresh_clone(tmp_path_factory.mktemp("repo"))
     home = copy.parent / "home"
     pictures = home / "pictures"
     pictures.mkdir(parents=True)

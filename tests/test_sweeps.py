@@ -12,7 +12,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["callbacks.rich_progress_bar=null", "trainer.enable_model_summary=false"]
-SEARCHED = {"algo.stepsize", "algo.lambda_reg", "module.optimizer.lr", "algo.max_iter"}
+SEARCHED = {"algo.stepsize", "module.optimizer.lr", "algo.max_iter"}
 
 
 def train(*args, timeout=600):
@@ -171,3 +171,148 @@ def test_optuna_trials_in_parallel_with_submitit_local(tmp_path):
     s = summary(sweep_dir)
     assert [t["state"] for t in s["trials"]] == ["COMPLETE", "COMPLETE"]
     assert all(t["intermediate_values"] for t in s["trials"]) and s["best"] is not None
+
+
+def test_default_search_space_only_holds_what_the_default_model_uses():
+    """Every `algo.*` key `hparams_search=optuna` searches changes the default model's reconstruction
+    between the ends of its range (a parameter the model ignores, such as λ with a PnP prior, only wastes
+    trials). The prior gets random weights: its zero-initialised last layer makes it the identity."""
+    import torch
+    from hydra import compose, initialize_config_dir
+
+    from hydra_plugins.unfolded_optuna_sweeper import _search_space as ss
+    from unfolded.training import config, pipeline
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        params = compose("train", overrides=["hparams_search=optuna"], return_hydra_config=True).hydra.sweeper.params
+    space, _ = ss.split(ss.parse(f"{k}={v}" for k, v in params.items()))
+    assert set(space) == {"algo.stepsize", "module.optimizer.lr", "algo.max_iter"}
+
+    def reconstruct(key, value):
+        cfg = config.compose([f"{key}={value}"], output_dir="unused")
+        physics = pipeline.build_physics(cfg).example((1, 24, 24))
+        torch.manual_seed(0)
+        model = pipeline.build_model(cfg)
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.dim() > 1:  # the denoiser's convolutions, not the algorithm's step size
+                    p.add_(0.01 * torch.randn_like(p))
+            x = torch.rand(1, 1, 24, 24)
+            return model(physics(x), physics)
+
+    for key, dist in space.items():
+        if key.startswith("algo."):
+            low, high = reconstruct(key, dist.low), reconstruct(key, dist.high)
+            same = torch.allclose(low, high, atol=1e-5)
+            assert not same, f"{key} does not change the default model"
+
+
+# --- the documented commands, as typed, in a fresh clone (no hydra.sweep.dir: the default folders) ---------
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory):
+    from tests.fresh_clone import fresh_clone
+
+    return fresh_clone(tmp_path_factory.mktemp("clone"))
+
+
+def sweep_dirs(clone: Path) -> list[Path]:
+    return sorted((clone / "logs" / "debug" / "multiruns").iterdir())
+
+
+def run_in(clone: Path, *command: str) -> list[Path]:
+    """Run `command` in the clone; the sweep folder(s) it created."""
+    from tests.fresh_clone import shell
+
+    before = set(sweep_dirs(clone)) if (clone / "logs" / "debug" / "multiruns").is_dir() else set()
+    res = shell(list(command), cwd=clone)
+    assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-4000:])
+    assert "pip install" not in res.stdout  # make found the installed .venv
+    new = [d for d in sweep_dirs(clone) if d not in before]
+    assert len(new) == 1, new
+    return new
+
+
+def test_readme_grid_sweep_as_typed(clone):
+    (sweep,) = run_in(clone, "python", "train.py", "-m", "algo.max_iter=2,3", "debug=fast")
+    for job, k in (("0", 2), ("1", 3)):
+        assert f"algo.max_iter={k}" in (sweep / job / ".hydra" / "overrides.yaml").read_text()
+        assert (sweep / job / "results.json").is_file()
+
+
+def test_lr_grid_as_typed(clone):
+    (sweep,) = run_in(clone, "python", "train.py", "hparams_search=lr", "debug=fast")
+    assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == ["0", "1", "2"]
+    assert all((sweep / job / "results.json").is_file() for job in "012")
+
+
+@pytest.mark.parametrize("command", [
+    ["python", "train.py", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "debug=fast"],
+    ["make", "sweep", "ARGS=hydra.sweeper.n_trials=2 debug=fast"]], ids=["python", "make"])
+def test_optuna_sweep_as_typed(clone, command):
+    (sweep,) = run_in(clone, *command)
+    s = summary(sweep)
+    assert [t["state"] for t in s["trials"]] == ["COMPLETE", "COMPLETE"], s["trials"]
+    assert s["storage"] == f"sqlite:///{sweep / 'optuna.db'}" and (sweep / "optuna.db").is_file()
+    assert all((sweep / str(t["number"]) / "results.json").is_file() for t in s["trials"])
+
+
+# --- a sweep that cannot succeed says so; a killed sweep leaves no trial RUNNING forever --------------------
+def test_sweep_whose_every_trial_failed_exits_non_zero_with_one_line(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    # every trial stops at its configuration check (crops larger than the images)
+    res = train("hparams_search=optuna", "hydra.sweeper.n_trials=2", "debug=fast", "data.crop_size=1000",
+                f"hydra.sweep.dir={sweep_dir}", *QUIET)
+    assert res.returncode != 0
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert lines[-1].startswith("optuna sweep: all 2 trials failed (trial 1: SystemExit: config error: "), lines
+    assert lines[-1].endswith(f"summary: {sweep_dir / 'optuna_summary.yaml'}") and "Traceback" not in res.stderr
+    assert summary(sweep_dir)["failed"] == [0, 1]
+
+
+def test_stale_running_trials_fail_with_a_reason_others_stay():
+    import time
+
+    import optuna
+
+    from hydra_plugins.unfolded_optuna_sweeper._heartbeat import Heartbeat, fail_stale_trials
+
+    study = optuna.create_study()
+    space = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    dead, alive, done = (study.ask(space) for _ in range(3))
+    with Heartbeat([dead, alive, done], interval=10):
+        pass
+    study.tell(done, 1.0)
+    alive.set_user_attr("heartbeat", time.time() + 100)  # stamped later, by another sweep still running
+    assert fail_stale_trials(study, interval=10, now=time.time() + 31) == [dead.number]
+    states = [t.state.name for t in study.trials]
+    assert states == ["FAIL", "RUNNING", "COMPLETE"]
+    assert study.trials[0].user_attrs["fail_reason"].startswith("stale: no sign of life for 31 s (> 30 s)")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="kill -9")
+def test_trial_of_a_killed_sweep_is_failed_on_resume(tmp_path):
+    import contextlib
+    import os
+    import signal
+    import time
+
+    sweep_dir = tmp_path / "sweep"
+    args = [sys.executable, str(ROOT / "train.py"), "hparams_search=optuna", "debug=fast",
+            f"hydra.sweep.dir={sweep_dir}", "hydra.sweeper.heartbeat_interval=1", *QUIET]
+    proc = subprocess.Popen([*args, "hydra.sweeper.n_trials=1"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not (sweep_dir / "0" / ".hydra").is_dir():  # trial 0's job has started
+            assert proc.poll() is None and time.time() < deadline, "the sweep ended before its trial started"
+            time.sleep(0.2)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the whole sweep, at once: nothing gets to tell Optuna
+        proc.wait()
+    time.sleep(3.5)  # > 3 heartbeat intervals
+    res = subprocess.run([*args, "hydra.sweeper.n_trials=1"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    s = summary(sweep_dir)
+    assert [t["state"] for t in s["trials"]] == ["FAIL", "COMPLETE"], s["trials"]
+    assert s["trials"][0]["fail_reason"].startswith("stale: no sign of life")

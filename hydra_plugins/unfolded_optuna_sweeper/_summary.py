@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -54,18 +52,7 @@ def summarize(study, metric: str | None, storage: str) -> dict:
 
 
 def write_yaml(path: Path, data: dict) -> Path:
-    """Temporary file in the same folder, then `os.replace`: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            yaml.safe_dump(data, f, sort_keys=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    """Written atomically: readers (compare, the dashboard user) never see half a file."""
+    from unfolded.training.atomic import write_atomically
+
+    return write_atomically(path, lambda f: f.write(yaml.safe_dump(data, sort_keys=False).encode()))

@@ -5,7 +5,8 @@ clusters). A job that raises, or returns None, NaN or ±inf, is recorded as a FA
 on; a job stopped by the pruning callback (optuna.TrialPruned) is recorded as PRUNED. The study lives in a
 storage (sqlite in the sweep folder by default), so a sweep can be resumed (same `hydra.sweep.dir`, or the
 same storage and study name) and browsed with `optuna-dashboard`. `optuna_summary.yaml` in the sweep folder
-is rewritten after every batch.
+is rewritten after every batch. The trials being run are stamped alive (`_heartbeat`): those of a sweep killed
+outright are failed when a sweep next opens the study. A sweep whose every trial failed exits non-zero.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from ._heartbeat import Heartbeat
 from ._search_space import SweeperConfigError
 
 log = logging.getLogger(__name__)
@@ -48,17 +50,20 @@ class UnfoldedOptunaSweeper(Sweeper):
     def __init__(self, params: dict | None = None, direction: str = "maximize", study_name: str = "unfolded",
                  storage: str | None = None, n_trials: int = 20, n_jobs: int = 1, sampler: Any = None,
                  pruner: Any = None, enqueue_trials: list | None = None, metric: str | None = None,
-                 summary_file: str = "optuna_summary.yaml"):
+                 summary_file: str = "optuna_summary.yaml", heartbeat_interval: float = 60.0):
         if direction not in DIRECTIONS:
             raise SweeperConfigError(f"hydra.sweeper.direction must be one of {DIRECTIONS}, got {direction!r}")
         if int(n_trials) < 1 or int(n_jobs) < 1:
             raise SweeperConfigError(f"hydra.sweeper.n_trials and n_jobs must be >= 1, got {n_trials} and {n_jobs}")
+        if not float(heartbeat_interval) > 0:
+            raise SweeperConfigError(f"hydra.sweeper.heartbeat_interval must be > 0 seconds, got {heartbeat_interval}")
         self.params = {str(k): str(v) for k, v in (params or {}).items()}
         self.direction, self.study_name, self.storage = direction, str(study_name), storage
         self.n_trials, self.n_jobs = int(n_trials), int(n_jobs)
         self.sampler_cfg, self.pruner_cfg = sampler, pruner
         self.enqueue_trials = [dict(t) for t in (enqueue_trials or [])]
         self.metric, self.summary_file = metric, summary_file
+        self.heartbeat_interval = float(heartbeat_interval)
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.launcher = None
@@ -98,6 +103,11 @@ class UnfoldedOptunaSweeper(Sweeper):
             study.enqueue_trial(params, skip_if_exists=True)
         return study
 
+    def fail_stale_trials(self, study) -> list[int]:
+        from ._heartbeat import fail_stale_trials
+
+        return fail_stale_trials(study, self.heartbeat_interval)
+
     # --- the sweep ----------------------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> list:
         from ._search_space import override_value
@@ -110,13 +120,17 @@ class UnfoldedOptunaSweeper(Sweeper):
         self.validate_batch_is_legal([fixed])  # a typo in a fixed override stops here, not in every trial
         study = self.open_study()
         storage = self.storage_url()
+        self.fail_stale_trials(study)
         before = sum(t.state.is_finished() for t in study.trials)
         log.info("Optuna study '%s' (%s, %d finished trials so far), searching %s", self.study_name, storage, before,
                  ", ".join(f"{k}: {d}" for k, d in space.items()))
         returns: list = []
-        launched = 0
+        launched, numbers = 0, []
         while launched < self.n_trials:
+            if launched:
+                self.fail_stale_trials(study)  # trials of another sweep on this storage that died meanwhile
             trials = [study.ask(space) for _ in range(min(self.n_jobs, self.n_trials - launched))]
+            numbers += [t.number for t in trials]
             batch = [[*fixed, *(f"{k}={override_value(v)}" for k, v in t.params.items()),
                       *env_overrides(storage, self.study_name, t.number)] for t in trials]
             results = self._launch(study, trials, batch)
@@ -127,7 +141,19 @@ class UnfoldedOptunaSweeper(Sweeper):
         best = summary["best"]
         log.info("Optuna sweep done: %d trials (%s); best %s", summary["n_trials"], summary["states"],
                  f"#{best['number']} {best['value']} {best['params']}" if best else "none (no trial completed)")
+        self.exit_if_all_failed(summary, numbers)
         return returns
+
+    def exit_if_all_failed(self, summary: dict, numbers: list[int]) -> None:
+        """A sweep none of whose trials ran is an error (a broken setting, not bad luck): exit non-zero with
+        one line, not a success status that a script or a scheduler would trust."""
+        mine = [t for t in summary["trials"] if t["number"] in set(numbers)]
+        if not mine or any(t["state"] != "FAIL" for t in mine):
+            return
+        last = mine[-1]
+        raise SystemExit(f"optuna sweep: all {len(mine)} trials failed (trial {last['number']}: "
+                         f"{last.get('fail_reason', 'no reason recorded')}); summary: "
+                         f"{self.sweep_dir / self.summary_file}")
 
     def _launch(self, study, trials: list, batch: list[list[str]]) -> list:
         numbers = [t.number for t in trials]
@@ -138,7 +164,8 @@ class UnfoldedOptunaSweeper(Sweeper):
         results = []
         for group_trials, group_batch in groups:
             try:
-                rets = list(self.launcher.launch(group_batch, initial_job_idx=group_trials[0].number))
+                with Heartbeat(group_trials, self.heartbeat_interval):
+                    rets = list(self.launcher.launch(group_batch, initial_job_idx=group_trials[0].number))
             except SystemExit as e:
                 # train.py exits with a message on a configuration error: that trial failed; an exit with a
                 # status code (Ctrl-C in Lightning) stops the sweep.

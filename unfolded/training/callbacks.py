@@ -14,6 +14,7 @@ from lightning.pytorch.loggers import WandbLogger
 from . import report
 from .atomic import write_atomically
 from .evaluation import learned_parameters
+from .logs import echo
 from .metrics import display_image, measures_kspace
 
 
@@ -124,7 +125,7 @@ class Report(pl.Callback):
                                                history.state_dict() if history else None, results.test_summary)
         self.paths["json"] = report.save_json(out / "results.json", results.test_records,
                                               results.test_summary, hp, pl_module.trained_steps)
-        print(f"report: {self.paths['png']}  results: {self.paths['json']}")
+        echo(f"report: {self.paths['png']}  results: {self.paths['json']}")
 
 
 class ValidateAtEnd(pl.Callback):

@@ -8,12 +8,12 @@ from pathlib import Path
 import torch
 
 from .atomic import write_atomically
+from .logs import echo
 
 METHODS = (("adjoint", "Aᵀy"), ("tikhonov", "Tikhonov"), ("model", "unfolded model"))
 
 
 def print_table(records: list[dict], summary: dict, hyperparameters: dict | None = None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     lam = summary.get("tikhonov/lambda")
@@ -48,11 +48,10 @@ def print_table(records: list[dict], summary: dict, hyperparameters: dict | None
     for r in records:
         per_image.add_row(r["name"], *(f"{r[f'{m}/{inner}']:.2f}" if f"{m}/{inner}" in r else "-"
                                        for m in ("model", "tikhonov", "adjoint")))
-    console = Console()
-    console.print(table)
-    console.print(per_image)
+    echo(table)  # terminal and train.log
+    echo(per_image)
     if hyperparameters:
-        console.print("learned parameters: " + "; ".join(
+        echo("learned parameters: " + "; ".join(
             f"{k} = {[round(float(v), 4) for v in torch.as_tensor(t).flatten()]}" for k, t in hyperparameters.items()))
 
 
