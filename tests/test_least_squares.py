@@ -189,3 +189,23 @@ def test_unconverged_warning_is_not_repeated_at_every_step():
     assert len([w for w in caught if issubclass(w.category, ConvergenceWarning)]) == 1
     assert log.summary()["cg_forward/unconverged"] == 3
 
+
+
+def test_convergence_warning_points_at_the_line_that_called_the_model():
+    """Not at torch's Module.__call__ or a solver inside the library: the user's line."""
+    import warnings
+
+    from unfolded.models import DnCNN
+    from unfolded.optim import HQS, PnP
+    from unfolded.physics import Blur
+    from unfolded.physics.blur import gaussian_blur
+    from unfolded.solvers import ConvergenceWarning
+
+    model = HQS(prior=PnP(DnCNN(1, 1, depth=2, nf=4)), max_iter=2)
+    physics = Blur(gaussian_blur(2.0), padding="reflect", max_iter=1, tol=1e-12)
+    y = physics(torch.rand(1, 1, 24, 24))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model(y, physics)  # this line
+    hits = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+    assert hits and hits[0].filename == __file__, [w.filename for w in hits]

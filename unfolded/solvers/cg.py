@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -158,16 +159,34 @@ def active_log() -> SolverLog | None:
 _WARNED_SITES: set[tuple[str, str, int]] = set()
 
 
+_LIBRARY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # .../unfolded
+_TORCH = os.path.dirname(os.path.abspath(torch.__file__))
+_INSIDE = (os.path.join(_LIBRARY, sub) + os.sep for sub in ("physics", "solvers", "optim", "models"))
+_INSIDE = (*_INSIDE, _TORCH + os.sep)
+
+
+def _caller_depth(start: int) -> int:
+    """Depth (for `warnings.warn`'s stacklevel, counted from the caller of this function's caller) of the
+    first frame at or above `start` outside the library's solvers/operators/models and torch: a warning
+    raised inside a model points at the line that called the model, not at torch's Module.__call__."""
+    depth, frame = start, sys._getframe(start + 1)
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_INSIDE):
+        frame, depth = frame.f_back, depth + 1
+    return depth
+
+
 def warn_unconverged(kind: str, message: str, stacklevel: int) -> None:
-    """Warn once per (kind, call site): the message carries the residual, so Python's own once-per-text
-    rule would repeat it at every training step. Later occurrences are counted in the SolverLog."""
-    frame = sys._getframe(stacklevel)
+    """Warn once per (kind, call site), at the first caller outside the library at or above `stacklevel`:
+    the message carries the residual, so Python's own once-per-text rule would repeat it at every
+    training step. Later occurrences are counted in the SolverLog."""
+    depth = _caller_depth(stacklevel)
+    frame = sys._getframe(depth)
     site = (kind, frame.f_code.co_filename, frame.f_lineno)
     if site in _WARNED_SITES:
         return
     _WARNED_SITES.add(site)
     warnings.warn(message + " (reported once per call site; the model's solver_log counts every one)",
-                  ConvergenceWarning, stacklevel=stacklevel + 1)
+                  ConvergenceWarning, stacklevel=depth + 1)
 
 
 def reset_warnings() -> None:
