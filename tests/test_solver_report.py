@@ -30,7 +30,9 @@ def test_unconverged_solves_reported_once_per_epoch_with_counts(tmp_path, caplog
 
 def test_converged_solves_stay_quiet(tmp_path, caplog):
     cfg = [o for o in TINY if not o.startswith(("physics.max_iter", "physics.tol"))] + ["trainer.max_steps=4"]
-    with caplog.at_level(logging.WARNING, logger="unfolded.training.module"):
+    with caplog.at_level(logging.INFO, logger="unfolded.training.module"):
         _, metrics = run(compose(cfg, tmp_path))
     assert not [r for r in caplog.records if "unconverged" in r.getMessage()]
+    report = [r.getMessage() for r in caplog.records if "reached their tolerance" in r.getMessage()]
+    assert len(report) == 1 and re.search(r"cg_forward 8/8\b", report[0]), report  # 4 steps x 2 iterations
     assert metrics["solver/epoch/cg_forward/unconverged"] == 0

@@ -99,6 +99,11 @@ class UnfoldedModule(pl.LightningModule):
         physics, y = self.simulator.training(x, batch["index"])
         x_hat = self(y, physics)
         loss = self._loss(x_hat, x, physics)
+        # DEQConfig(jacobian_reg=w): w·‖∂T/∂x‖²_F at x*, which keeps the fixed-point map contractive
+        jacobian_term = getattr(self.model, "deq_jacobian_loss", None)
+        if jacobian_term is not None:
+            self.log("train/deq_jacobian", jacobian_term.detach(), batch_size=x.shape[0])
+            loss = loss + jacobian_term
         solver_summary = self.solver_stats.harvest(self.model, self.device)
         if not self._all_finite(loss):
             return self._nonfinite_loss(loss)
@@ -137,20 +142,25 @@ class UnfoldedModule(pl.LightningModule):
             self.log(f"solver/{key}", float(value), on_step=True, on_epoch=False)
 
     def on_train_epoch_end(self) -> None:
-        """Once per epoch: the count of unconverged CG/DEQ solves and of skipped batches, as metrics and, if
-        any, as one warning line."""
+        """Once per epoch: how many CG/DEQ solves of each kind reached their tolerance (a log line, and the
+        unconverged count as a metric), the skipped batches; a warning line if anything went wrong."""
         self.solver_stats.harvest(self.model, self.device)
-        problems = []
-        for kind, counts in self.solver_stats.compute_and_reset().items():
-            self.log(f"solver/epoch/{kind}/unconverged", float(counts.unconverged), on_step=False, on_epoch=True)
-            problems.append(counts.problem(kind))
+        counts = self.solver_stats.compute_and_reset()
+        for kind, c in counts.items():
+            self.log(f"solver/epoch/{kind}/unconverged", float(c.unconverged), on_step=False, on_epoch=True)
+        problems = [p for p in (c.problem(kind) for kind, c in counts.items()) if p]
         if self.on_nonfinite_loss == "skip":  # the same count in every process: all skip together
             self.log("train/skipped_batches", float(self.skipped_batches), on_step=False, on_epoch=True)
             if self.skipped_batches:
                 problems.append(f"{self.skipped_batches} batch(es) skipped so far for a non-finite loss")
-        problems = [p for p in problems if p]
-        if problems and self.trainer.is_global_zero:
-            log.warning("epoch %d (step %d): %s", self.current_epoch, self.global_step, "; ".join(problems))
+        if not self.trainer.is_global_zero:
+            return
+        where = f"epoch {self.current_epoch} (step {self.global_step})"
+        if counts:
+            log.info("%s: solves that reached their tolerance: %s", where, ", ".join(
+                f"{kind} {c.solves - c.unconverged}/{c.solves}" for kind, c in counts.items()))
+        if problems:
+            log.warning("%s: %s", where, "; ".join(problems))
 
     # --- divergence -------------------------------------------------------------------------------
     def _all_finite(self, loss: Tensor) -> bool:
