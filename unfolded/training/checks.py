@@ -194,7 +194,10 @@ def read_checkpoint(path: str) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         first = (str(e).strip().splitlines() or [""])[0]
-        raise ConfigError(f"ckpt_path={path}: cannot be read as a checkpoint ({type(e).__name__}: {first})") from None
+        if "Weights only load failed" in first:  # torch's advice (weights_only=False) is what we refuse to do
+            first = "not a checkpoint, or it holds objects that could run code when loaded; refused"
+        raise ConfigError(f"ckpt_path={path}: cannot be read as a checkpoint ({type(e).__name__}: "
+                          f"{first[:160]})") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise ConfigError(f"ckpt_path={path}: not a Lightning checkpoint (no state_dict)")
     return ckpt
