@@ -53,7 +53,8 @@ def main(overrides: list[str]) -> dict:
         if loss is not None and extra is not None:
             jac.append(float(self.model.deq_stats["jacobian_frobenius"]))
             with open(os.path.join(out_dir, "solves.jsonl"), "a") as f:
-                f.write(json.dumps({"step": self.global_step, "loss": float(loss), "jacobian": jac[-1]}) + "\n")
+                row = {"step": self.global_step, "loss": float(loss.detach()), "jacobian": jac[-1]}
+                f.write(json.dumps(row) + "\n")
             loss = loss + extra
         return loss
 
