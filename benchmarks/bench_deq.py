@@ -31,12 +31,14 @@ def deq_settings() -> dict:
 
 
 def weights_file(ckpt: str | None) -> str | None:
-    """The model's state dict from a Lightning checkpoint (keys 'model.*'), saved where the cases read it."""
+    """The model's state dict from a Lightning checkpoint (keys 'model.*') or train_deq.py's model.pt."""
     if ckpt is None:
         return None
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    if "state_dict" not in state:  # already the model's (train_deq.py's model.pt)
+        return ckpt
     path = os.path.join(tempfile.mkdtemp(), "model.pt")
-    torch.save({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}, path)
+    torch.save({k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}, path)
     return path
 
 
@@ -67,7 +69,7 @@ def backward_vjps(spec: dict, tol: float = 1e-4, budget: int = 500) -> dict:
     return out
 
 
-def main(ckpt: str | None = None, repeats: int = 5) -> list[dict]:
+def main(ckpt: str | None = None, repeats: int = int(os.environ.get("BENCH_REPEATS", 5))) -> list[dict]:
     deq = deq_settings()
     base = CASE | dict(deq=deq, weights=weights_file(ckpt))
     floor_spec = dict(algo="floor", size=64, batch=4)

@@ -23,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
-def main(overrides: list[str]) -> dict:
+def main(overrides: list[str], save_every: int = 5) -> dict:
     sys.path.insert(0, ROOT)
     import unfolded.optim.deq as deq
     from unfolded.solvers import ConvergenceWarning
@@ -48,6 +48,8 @@ def main(overrides: list[str]) -> dict:
     jac: list[float] = []
 
     def training_step(self, x, batch_idx):
+        if save_every and self.global_step % save_every == 0:  # weights for bench_deq, also of a cut-short run
+            torch.save(self.model.state_dict(), os.path.join(out_dir, "model.pt"))
         loss = step(self, x, batch_idx)
         extra = getattr(self.model, "deq_jacobian_loss", None)
         if loss is not None and extra is not None:

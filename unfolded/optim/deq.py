@@ -109,11 +109,11 @@ class _ImplicitBackward(torch.autograd.Function):
         return v, None, None, None
 
 
-def _phantom(T, x_star: Tensor, cfg: DEQConfig) -> tuple[Tensor, Tensor]:
+def _phantom(T, x_star: Tensor, cfg: DEQConfig) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """Phantom gradient (Geng et al. 2021): k damped steps x ← (1−τ)x + τT(x) from x* (detached), which
-    autograd differentiates. Their gradient is the k-term series Σ (I − τ(I − J))ⁱ τ, an approximation
-    of the implicit (I − J)⁻¹ that needs no solve. Returns the output and (input, T(input)) of the first
-    step, where the Jacobian regulariser is evaluated."""
+    autograd differentiates. Their gradient is the k-term series Σ_{i<k} ((1−τ)I + τJ)ⁱ τ ∂T/∂θ, which
+    tends to the implicit (I − J)⁻¹ ∂T/∂θ as k grows and needs no solve. Returns the output and
+    (input, T(input)) of the first step, where the Jacobian regulariser is evaluated."""
     x = x_in = x_star.detach().requires_grad_()
     fx0 = None
     for _ in range(cfg.phantom_steps):
