@@ -64,6 +64,8 @@ def build_step(spec: dict):
                                           isinstance(spec["deq"], dict) else {})))
         model = cls(prior=dinv.optim.PnP(denoiser), data_fidelity=dinv.optim.L2(), stepsize=1.0,
                     max_iter=spec["K"], unfold=True, trainable_params=["stepsize"], DEQ=deq)
+    if spec.get("weights"):  # a trained model's state dict (bench_deq: the solves on trained weights)
+        model.load_state_dict(torch.load(spec["weights"]))
     dtype = getattr(torch, spec["dtype"])
     model, physics = model.to(device, dtype), physics.to(device, dtype)
     x, y = x.to(device, dtype), y.to(device, dtype)
@@ -73,6 +75,8 @@ def build_step(spec: dict):
         for p in params:
             p.grad = None
         loss = (model(y, physics) - x).pow(2).mean()
+        if getattr(model, "deq_jacobian_loss", None) is not None:  # DEQConfig(jacobian_reg > 0): as training adds it
+            loss = loss + model.deq_jacobian_loss
         loss.backward()
         return loss
 

@@ -74,6 +74,8 @@ def measure_in_this_process(spec: dict, warmup: int, repeats: int) -> dict:
     if getattr(model, "deq_stats", None):
         out["deq_forward_iters"] = model.deq_stats["forward"]["iterations"]
         out["deq_backward_iters"] = model.deq_stats.get("backward", {}).get("iterations", 0)
+        out["deq_converged"] = [model.deq_stats[k].get("converged") for k in ("forward", "backward")
+                                if k in model.deq_stats]
     return out
 
 

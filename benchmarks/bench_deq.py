@@ -1,62 +1,86 @@
-"""Claim: a DEQ step costs its solver iterations and nothing more, and its memory is flat in forward
-iterations.
+"""Claims: with conf/deq/anderson.yaml a DEQ training step costs ≤ 2× the floor with both solves converged;
+on a trained model's x*, GMRES reaches the backward tolerance in far fewer vector–Jacobian products (VJPs)
+than Anderson or fixed-point iteration; memory is flat in forward iterations.
 
-DEQ HQS + Blur(valid) 64², batch 4, Anderson forward, 5 forward iterations; floor = 5 DnCNN
-forward+backward passes measured in the same run (goal ≤2.3×). Peak memory at 10 vs 100 forward
-iterations (goal ≤1.05×).
-
-The backward solve v = Jᵀv + u of this untrained network does not converge: its denoiser is the
-identity (zero last layer), so T is the prox of the blur, whose Jacobian has eigenvalues → 1 where the
-blur removes frequencies. There the Neumann series Σ (Jᵀ)ᵏu only grows with k. The table therefore
-shows the step at SPEC's default backward budget (50 iterations), at 10, and Jacobian-free, with the
-cost of one backward iteration and how well each gradient's direction agrees with a 400-iteration one.
+Case: DEQ HQS + Blur(valid) 64², batch 4, the training configuration's DnCNN; floor = 5 DnCNN
+forward+backward passes measured in the same run. Weights: a trained model (`python bench_deq.py
+<checkpoint.ckpt>`, a checkpoint of train.py or benchmarks/train_deq.py) or, without one, the untrained
+network. Untrained, the denoiser is the identity (zero last layer), so T is the prox of the blur, whose
+Jacobian has eigenvalues → 1 where the blur removes frequencies: no fixed point to converge to, and no
+solver converges — the numbers then only measure the cost of a full budget.
 """
 
 import os
 import sys
+import tempfile
 import warnings
 
 import torch
 from _harness import HERE, machine, measure, median_run, print_table
+from omegaconf import OmegaConf
 
 CASE = dict(size=64, batch=4, K=5)
+SOLVERS = ("fixed_point", "anderson", "broyden", "gmres")
 
 
-def _per_backward_iteration(rows: list[dict]) -> float:
-    """Seconds per backward iteration, from the rows at 50 and 10 backward iterations."""
-    a, b = rows
-    return (a["time_s"] - b["time_s"]) / (a["deq_backward_iters"] - b["deq_backward_iters"])
+def deq_settings() -> dict:
+    """DEQConfig arguments of conf/deq/anderson.yaml (the `deq=anderson` training default)."""
+    cfg = OmegaConf.to_container(OmegaConf.load(os.path.join(HERE, "..", "conf", "deq", "anderson.yaml")))
+    cfg.pop("_target_")
+    return cfg
 
 
-def gradient_agreement(budgets=(1, 10, 50), reference=400) -> dict:
-    """Cosine between the denoiser-weight gradient at each backward budget and at `reference`
-    Anderson iterations (jacobian-free for budget 1)."""
+def weights_file(ckpt: str | None) -> str | None:
+    """The model's state dict from a Lightning checkpoint (keys 'model.*') or train_deq.py's model.pt."""
+    if ckpt is None:
+        return None
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    if "state_dict" not in state:  # already the model's (train_deq.py's model.pt)
+        return ckpt
+    path = os.path.join(tempfile.mkdtemp(), "model.pt")
+    torch.save({k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}, path)
+    return path
+
+
+def backward_vjps(spec: dict, tol: float = 1e-4, budget: int = 200, reference: int = 400) -> dict:
+    """VJPs each backward solver needs to reach `tol` at the model's x*, and the phantom and
+    Jacobian-free gradients' cosine to the implicit one (GMRES to 1e-6 or `reference` VJPs)."""
     sys.path.insert(0, HERE)
     from _cases import build_step
 
     from unfolded.solvers import ConvergenceWarning
 
     warnings.simplefilter("ignore", ConvergenceWarning)
+    deq = dict(spec["deq"], jacobian_reg=0.0, anderson_acceleration_backward=False, backward_solver=None)
 
-    def grad(deq: dict) -> torch.Tensor:
-        step, model = build_step(CASE | dict(deq=deq))
+    def run(**settings):
+        step, model = build_step(spec | dict(deq=deq | settings))
         step()
-        return torch.cat([p.grad.flatten() for p in model.prior.parameters()])
+        grad = torch.cat([p.grad.flatten() for p in model.prior.parameters()])
+        return model.deq_stats, grad
 
-    ref = grad(dict(anderson_acceleration_backward=True, max_iter_backward=reference))
     out = {}
-    for n in budgets:
-        g = grad(dict(jacobian_free=True) if n == 1 else dict(max_iter_backward=n))
-        out[n] = float(torch.nn.functional.cosine_similarity(g, ref, 0))
+    for name in SOLVERS:
+        stats, _ = run(backward_solver=name, tol_backward=tol, max_iter_backward=budget)
+        out[name] = (stats["backward"]["iterations"], stats["backward"]["converged"], stats["backward"]["residual"])
+    stats, exact = run(backward_solver="gmres", tol_backward=1e-6, max_iter_backward=reference)
+    out["reference_residual"] = stats["backward"]["residual"]
+    for label, settings in (("phantom", dict(backward="phantom")), ("jacobian_free", dict(jacobian_free=True))):
+        out[label] = float(torch.nn.functional.cosine_similarity(run(**settings)[1], exact, 0))
     return out
 
 
-def main(repeats: int = 5) -> list[dict]:
+def main(ckpt: str | None = None, repeats: int = int(os.environ.get("BENCH_REPEATS", 5))) -> list[dict]:
+    deq = deq_settings()
+    base = CASE | dict(deq=deq, weights=weights_file(ckpt))
     floor_spec = dict(algo="floor", size=64, batch=4)
-    cases = [("DEQ, 50 bwd iters (default)", CASE | dict(deq=dict(max_iter_backward=50))),
-             ("DEQ, 10 bwd iters", CASE | dict(deq=dict(max_iter_backward=10))),
-             ("DEQ, Jacobian-free", CASE | dict(deq=dict(jacobian_free=True)))]
-    cases += [(f"DEQ, {k} fwd iters", CASE | dict(K=k, deq=dict(max_iter_backward=10))) for k in (10, 100)]
+    cases = [("DEQ, conf/deq/anderson.yaml", base),
+             ("  same, phantom backward", base | dict(deq=deq | dict(backward="phantom", backward_solver=None,
+                                                                     anderson_acceleration_backward=False))),
+             ("  same, no Jacobian reg.", base | dict(deq=deq | dict(jacobian_reg=0.0)))]
+    cases += [(f"DEQ, {k} fwd iters (memory)", base | dict(deq=deq | dict(max_iter_forward=k, tol_forward=0.0,
+                                                                          max_iter_backward=5)))
+              for k in (10, 100)]
     floors, rows = [], []
     for name, spec in cases:  # a floor before every case: the ratio uses their median (noisy machine)
         floors.append(measure(floor_spec, repeats=repeats))
@@ -64,21 +88,22 @@ def main(repeats: int = 5) -> list[dict]:
     floor = median_run(floors)
     for row in rows:
         row["time_ratio"] = row["time_s"] / floor["time_s"]
+        row["converged"] = "/".join({True: "yes", False: "no", None: "-"}[c] for c in row.get("deq_converged", []))
     rows.insert(0, dict(case="floor (5x DnCNN)", **floor, time_ratio=1.0))
-    print(f"\nDEQ HQS+Blur(valid) 64² B4, 5 fwd iterations unless stated — {machine()}")
+    print(f"\nDEQ HQS+Blur(valid) 64² B4, {'weights ' + ckpt if ckpt else 'untrained'} — {machine()}")
+    print(f"settings: {deq}")
     print_table("", rows, [("case", "case", ""), ("time_s", "step s", ".3f"), ("time_ratio", "x floor", ".2f"),
                            ("peak_mb", "peak MB", ".1f"), ("deq_forward_iters", "fwd it", ""),
-                           ("deq_backward_iters", "bwd it", "")])
-    per_iter = _per_backward_iteration(rows[1:3])
-    print(f"\none backward iteration: {per_iter * 1e3:.1f} ms = {per_iter / (floor['time_s'] / 5):.2f} of one "
-          f"DnCNN forward+backward (it is one vector-Jacobian product through T)")
-    print(f"peak memory 100 vs 10 forward iterations: {rows[5]['peak_mb'] / rows[4]['peak_mb']:.3f}")
+                           ("deq_backward_iters", "bwd it", ""), ("converged", "fwd/bwd converged", "")])
+    print(f"peak memory 100 vs 10 forward iterations: {rows[-1]['peak_mb'] / max(rows[-2]['peak_mb'], 1e-9):.3f}")
     if os.environ.get("BENCH_SKIP_AGREEMENT") is None:
-        agreement = gradient_agreement()
-        print("denoiser-gradient direction vs 400 Anderson backward iterations (cosine): "
-              + ", ".join(f"{'Jacobian-free' if n == 1 else f'{n} iters'} {c:.4f}" for n, c in agreement.items()))
+        v = backward_vjps(base)
+        print("backward VJPs to 1e-4 at x*: " + ", ".join(
+            f"{n} {v[n][0]}{'' if v[n][1] else f' (unconverged, {v[n][2]:.1e})'}" for n in SOLVERS))
+        print(f"denoiser-gradient cosine to the implicit one (GMRES, residual {v['reference_residual']:.1e}): "
+              f"phantom {v['phantom']:.4f}, Jacobian-free {v['jacobian_free']:.4f}")
     return rows
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1] if len(sys.argv) > 1 else None)

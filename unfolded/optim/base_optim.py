@@ -112,7 +112,7 @@ class BaseOptim(nn.Module):
         defaults = {"stepsize": 1.0, "lambda_reg": 1.0, "sigma_denoiser": None, "beta": 1.0}
         values = merge_params_algo(params_algo, values, defaults)
         trainable = canonical_names(trainable_params, HYPERPARAMETERS)
-        if trainable and not self.unfold:
+        if trainable and not self.unfold and not DEQ:  # a DEQ is trainable, as in the reference (DEQConfig)
             warnings.warn(f"{name}: trainable_params {trainable} ignored because unfold=False", stacklevel=2)
             trainable = []
         # The values as given (Python floats): a float32 tensor rounds 0.8 to 0.800000011920929, and
@@ -133,7 +133,7 @@ class BaseOptim(nn.Module):
         self._warn_untrainable(trainable)
 
         self.DEQ = deq_config(DEQ)
-        self.anderson = anderson_config(anderson_acceleration)
+        self.anderson = anderson_config(anderson_acceleration, self.DEQ)
         if self.DEQ is not None and not self.supports_deq:
             raise ValueError(f"{name} cannot run as a deep equilibrium model: DEQ needs a fixed-point map "
                              "on x alone; use GD, PGD or HQS")
@@ -147,6 +147,7 @@ class BaseOptim(nn.Module):
                                  "(DEQ or Anderson acceleration); give one value each")
         self.solver_log = SolverLog()
         self.deq_stats: dict = {}
+        self.deq_jacobian_loss: Tensor | None = None  # DEQConfig(jacobian_reg=w > 0): w·‖J‖²_F/d, for the loss
 
     # --- construction checks ----------------------------------------------------------------------
     def _check_prior(self, prior) -> None:
@@ -255,7 +256,7 @@ class BaseOptim(nn.Module):
         check_measurement_values(y)
         if self.DEQ is not None or self.anderson is not None:
             with record_solves(self.solver_log):
-                x, self.deq_stats = run_deq(self, y, physics, init)
+                x, self.deq_stats, self.deq_jacobian_loss = run_deq(self, y, physics, init)
             if compute_metrics:
                 metrics = {"psnr": psnr(x, x_gt)[None]} if x_gt is not None else {}
                 return x, metrics
