@@ -9,9 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from tests.helpers import saved_numel
-from unfolded.metrics import psnr
+from unfolded.metrics import magnitude, psnr
 from unfolded.models import DnCNN, MoDL, PDNet, PDNet_DualBlock, PDNet_PrimalBlock, SensitivityModel, VarNet
-from unfolded.models.modl import magnitude
 from unfolded.physics import MRI, GaussianNoise, MultiCoilMRI, random_mask
 
 
