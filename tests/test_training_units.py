@@ -122,8 +122,16 @@ def test_accepted_arguments_follow_kwargs_in_this_package():
 
 
 def test_one_line_messages():
-    msg = "Could not override 'a.b'.\nTo append to your config use +a.b=1\nKey 'b' is not in struct\n    full_key: a.b"
-    assert one_line(msg) == "unknown key 'a.b' (a typo? to add a new key on purpose, use +a.b=1)"
+    """An unknown key names the keys the user may have meant; `+key` only where adding one would work."""
+    def msg(key):
+        return one_line(f"Could not override '{key}'.\nTo append to your config use +{key}=1\nKey is not in struct")
+
+    assert msg("trainer.max_step") == "unknown key 'trainer.max_step'; did you mean trainer.max_steps or " \
+                                      "trainer.max_epochs?"
+    assert msg("max_steps") == "unknown key 'max_steps'; did you mean trainer.max_steps?"
+    assert msg("data.path") == "unknown key 'data.path'; data.path exists with data=folder"
+    assert msg("module.loss.foo") == "unknown key 'module.loss.foo'"  # MSELoss takes no other keyword
+    assert msg("logger.wandb.foo").endswith("to add a new key on purpose, use +logger.wandb.foo")  # **kwargs
 
 
 def _module(physics, **kw):
