@@ -141,12 +141,7 @@ class LinearPhysics(OperatorParameters, LinearTools, nn.Module):
         """N(y); keywords go to the noise model, which must declare them (`call_parameters`)."""
         if not params:
             return self.noise_model(y)
-        accepted = getattr(self.noise_model, "call_parameters", ())
-        unknown = params.keys() - set(accepted)
-        if unknown:
-            raise ValueError(f"{type(self).__name__}: unknown keyword(s) {', '.join(sorted(unknown))}; the operator "
-                             f"accepts {', '.join(self.parameter_names) or 'none'}, its noise model "
-                             f"{type(self.noise_model).__name__} {', '.join(accepted) or 'none'}")
+        self._check_noise_keywords("", params, getattr(self.noise_model, "call_parameters", ()))
         return self.noise_model(y, **params)
 
     def sensor(self, y: Tensor) -> Tensor:

@@ -54,6 +54,15 @@ class OperatorParameters:
         return ValueError(f"{type(self).__name__}.{where}: unknown keyword(s) {', '.join(sorted(names))}; this "
                           f"operator accepts: {allowed}")
 
+    def _check_noise_keywords(self, where: str, names, accepted, also: str = "") -> None:
+        """Keywords meant for the noise model must be ones it declares (`accepted`); else one line naming
+        what the operator and its noise model accept."""
+        unknown = set(names) - set(accepted)
+        if unknown:
+            raise ValueError(f"{type(self).__name__}{where}: unknown keyword(s) {', '.join(sorted(unknown))}; the "
+                             f"operator accepts {', '.join(self.parameter_names) or 'none'}, its noise model "
+                             f"{type(self.noise_model).__name__} {', '.join(accepted) or 'none'}{also}")
+
     def update_parameters(self, **params) -> None:
         """Validate and store new operator tensors (None values are skipped, as in the reference)."""
         unknown = params.keys() - set(self.parameter_names)
@@ -70,12 +79,8 @@ class OperatorParameters:
             self.set_noise_model(noise_model)
         noise = {k: params.pop(k) for k in list(params) if k not in self.parameter_names}
         if noise:
-            accepted = getattr(self.noise_model, "parameter_names", ())
-            unknown = noise.keys() - set(accepted)
-            if unknown:
-                raise ValueError(f"{type(self).__name__}.update: unknown keyword(s) {', '.join(sorted(unknown))}; "
-                                 f"the operator accepts {', '.join(self.parameter_names) or 'none'}, its noise model "
-                                 f"{type(self.noise_model).__name__} {', '.join(accepted) or 'none'}, and noise_model")
+            self._check_noise_keywords(".update", noise, getattr(self.noise_model, "parameter_names", ()),
+                                       ", and noise_model")
             self.noise_model.update_parameters(**noise)
         self.update_parameters(**params)
 
