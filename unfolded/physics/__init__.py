@@ -9,6 +9,6 @@ from .inpainting import Inpainting
 from .mri import MRI, MultiCoilMRI, birdcage_maps, equispaced_mask, random_mask
 from .noise import GaussianNoise
 
-__all__ = ["LinearPhysics", "Denoising", "Blur", "BlurFFT", "Inpainting", "GaussianNoise", "blur", "filters", "functional",
-           "MRI", "MultiCoilMRI", "random_mask", "equispaced_mask", "birdcage_maps", "ComposedLinearPhysics",
-           "Downsampling"]
+__all__ = ["LinearPhysics", "Denoising", "Blur", "BlurFFT", "Inpainting", "GaussianNoise", "blur", "filters",
+           "functional", "MRI", "MultiCoilMRI", "random_mask", "equispaced_mask", "birdcage_maps",
+           "ComposedLinearPhysics", "Downsampling"]

@@ -165,4 +165,7 @@ def as_filter(value, owner: str = "filter") -> Tensor:
             raise ValueError(f"{owner}: {str(value)!r} is not a kernel file; give a tensor, a numpy array or a "
                              f"path ending in {', '.join(KERNEL_SUFFIXES)}")
         value = load_kernel(value)
+    elif not isinstance(value, Tensor):
+        raise TypeError(f"{owner} must be a torch.Tensor, a numpy array or a kernel file path "
+                        f"({', '.join(KERNEL_SUFFIXES)}), got {type(value).__name__}")
     return Fn.check_filter(value)
