@@ -169,3 +169,31 @@ def as_filter(value, owner: str = "filter") -> Tensor:
         raise TypeError(f"{owner} must be a torch.Tensor, a numpy array or a kernel file path "
                         f"({', '.join(KERNEL_SUFFIXES)}), got {type(value).__name__}")
     return Fn.check_filter(value)
+
+
+def trajectory_kernels(points: Tensor, psf_size: tuple[int, int]) -> Tensor:
+    """(B, 1, h, w) motion-blur kernels from camera trajectories `points` (B, T, 2) = (x, y) in [−1, 1]² (the
+    kernel's support), each point splatted bilinearly onto its four nearest taps; normalised to sum 1."""
+    h, w = psf_size
+    B = points.shape[0]
+    col = (points[..., 0] + 1) * w / 2 - 0.5
+    row = (points[..., 1] + 1) * h / 2 - 0.5
+    r0, c0 = row.floor(), col.floor()
+    fr, fc = row - r0, col - c0
+    k = points.new_zeros(B, h * w)
+    for dr, dc, weight in ((0, 0, (1 - fr) * (1 - fc)), (0, 1, (1 - fr) * fc), (1, 0, fr * (1 - fc)), (1, 1, fr * fc)):
+        rr, cc = r0 + dr, c0 + dc
+        inside = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+        index = (rr.clamp(0, h - 1) * w + cc.clamp(0, w - 1)).long()
+        k.scatter_add_(1, index, weight * inside)
+    return (k / k.sum(dim=1, keepdim=True)).reshape(B, 1, h, w)
+
+
+def centre_pad(kernel: Tensor, size: tuple[int, int]) -> Tensor:
+    """Zero-pad a (…, h, w) kernel to `size`, keeping its centre tap (h//2, w//2) at the new centre."""
+    h, w = kernel.shape[-2:]
+    H, W = size
+    if h > H or w > W:
+        raise ValueError(f"a {h}x{w} kernel does not fit in psf_size {H}x{W}")
+    top, left = H // 2 - h // 2, W // 2 - w // 2
+    return torch.nn.functional.pad(kernel, (left, W - w - left, top, H - h - top))
