@@ -98,13 +98,22 @@ def _quadrants(run, x: Tensor, refield: int = 64) -> Tensor:
     return torch.cat((top, bottom), dim=-2)
 
 
+def _check_local_file(path) -> None:
+    text = str(path)
+    if not isinstance(path, (str, os.PathLike)) or text.startswith(("download", "http://", "https://")):
+        raise ValueError(f"DRUNet: pretrained weights must be a local file (there are no downloads), got {text!r}; "
+                         "download the checkpoint yourself and pass its path")
+    if not os.path.isfile(path):
+        raise ValueError(f"DRUNet: pretrained={text!r}: no such file")
+
+
 class DRUNet(nn.Module):
     """DRUNet denoiser: `forward(x, sigma)`, σ a number or a per-sample tensor ((B,), (B, 1, 1, 1)) or a
     noise-level map (B, 1, H, W), concatenated to x as one more input channel.
 
     `nc`: channels at the 4 scales; `nb`: residual blocks per scale; `act_mode`: activation letters (R/r ReLU,
     L/l LeakyReLU, E ELU, s Softplus, B/I batch/instance norm); `pretrained`: a local checkpoint path (there
-    are no downloads), loaded strictly, then `.eval()`. Random init: orthogonal, gain 0.2 (the reference's).
+    are no downloads), loaded strictly, then `.eval()`; otherwise orthogonal init, gain 0.2 (the reference's).
     """
 
     uses_sigma = True
@@ -130,6 +139,8 @@ class DRUNet(nn.Module):
                              f"got {downsample_mode!r}")
         if upsample_mode not in UPSAMPLE_MODES:
             raise ValueError(f"DRUNet: upsample_mode must be one of {', '.join(UPSAMPLE_MODES)}, got {upsample_mode!r}")
+        if pretrained is not None:
+            _check_local_file(pretrained)  # before building: a bad path fails fast
         self.in_channels, self.out_channels = in_channels, out_channels
 
         def blocks(c: int) -> list[nn.Module]:
@@ -144,24 +155,25 @@ class DRUNet(nn.Module):
         self.m_up2 = _sequential(_up(upsample_mode, nc[2], nc[1]), *blocks(nc[1]))
         self.m_up1 = _sequential(_up(upsample_mode, nc[1], nc[0]), *blocks(nc[0]))
         self.m_tail = _block("C", nc[0], out_channels)
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.orthogonal_(m.weight, gain=0.2)
         if pretrained is not None:
             self.load_pretrained(pretrained)
+        else:
+            for m in self.modules():
+                if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                    nn.init.orthogonal_(m.weight, gain=0.2)
         if device is not None:
             self.to(device)
 
     def load_pretrained(self, path) -> None:
         """Load a local checkpoint (a state dict, or a dict holding one under 'state_dict') strictly, read
         with weights_only=True (a shared file cannot run code), then switch to eval mode."""
+        _check_local_file(path)
         text = str(path)
-        if text.startswith(("download", "http://", "https://")) or not isinstance(path, (str, os.PathLike)):
-            raise ValueError(f"DRUNet: pretrained weights must be a local file (there are no downloads), got "
-                             f"{text!r}; download the checkpoint yourself and pass its path")
-        if not os.path.isfile(path):
-            raise ValueError(f"DRUNet: pretrained={text!r}: no such file")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch's advice (weights_only=False) is what we refuse to do
+            raise ValueError(f"DRUNet: {text} is not a checkpoint, or it holds objects that could run code when "
+                             f"loaded; refused ({type(e).__name__})") from None
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
         try:
