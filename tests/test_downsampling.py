@@ -215,3 +215,20 @@ def test_tikhonov_baseline_and_sr_gain():
         y = p.A(x)
         x_t = tikhonov(p, y, x.shape, lam=1e-3)
         assert x_t.shape == x.shape and float(psnr(x_t, x)) > float(psnr(p.A_adjoint(y), x)) + 15
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_runs_on_cuda_like_on_cpu():
+    from unfolded.models import DRUNet
+    from unfolded.physics.generators import MotionBlurGenerator
+
+    x = torch.rand(2, 1, 32, 32, dtype=D)
+    for padding in ("circular", "reflect"):
+        cpu = Downsampling(filter="bicubic", padding=padding, tol=1e-12, max_iter=500)
+        gpu = Downsampling(filter="bicubic", padding=padding, tol=1e-12, max_iter=500, device="cuda")
+        y = cpu.A(x)
+        assert torch.allclose(gpu.prox_l2(x.cuda(), y.cuda(), 0.5).cpu(), cpu.prox_l2(x, y, 0.5), atol=1e-10)
+    k = MotionBlurGenerator(9, device="cuda").draw([0, 1], seed=0)["filter"]
+    assert k.device.type == "cuda" and torch.allclose(k.sum(dim=(-2, -1)).cpu(), torch.ones(2, 1), atol=1e-6)
+    net = DRUNet(1, 1, nc=(4, 4, 8, 8), nb=1, device="cuda")
+    assert net(torch.rand(1, 1, 32, 32, device="cuda"), torch.tensor([0.1], device="cuda")).device.type == "cuda"
