@@ -181,6 +181,9 @@ def test_keywords_are_stored_and_a_named_filter_follows_the_factor():
     p.update(filter=k)
     assert torch.equal(p.filter[0, 0], k) and p.A(x, factor=torch.tensor([2, 2])).shape[-2:] == (16, 16)
     assert p.filter.shape[-1] == 3  # a tensor filter is kept when the factor changes
+    bare = Downsampling(filter=None)
+    bare.update_parameters(filter="bicubic", device="cpu")
+    assert bare.filter.shape == (1, 1, 8, 8) and bare.A(x).shape[-2:] == (16, 16)
 
 
 @pytest.mark.parametrize("make,error,pattern", [

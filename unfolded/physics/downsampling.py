@@ -113,14 +113,15 @@ class Downsampling(LinearPhysics):
             if self._filter_name is not None:  # a named filter is the one for the current factor
                 self._store_filter(self._filter_name)
 
-    def update_parameters(self, filter=None, factor=None, **params) -> None:
-        """Store a new filter (a name is built for the new factor) and/or factor; None keeps the current one."""
+    def update_parameters(self, filter=None, factor=None, device=None, **params) -> None:
+        """Store a new filter (a name is built for the new factor) and/or factor; None keeps the current one.
+        `device` places a new filter when there is none yet (as in the reference; else the current one's)."""
         if params:
             raise self._unknown("update_parameters", params)
         if factor is not None:
             self._store_factor(factor)
         if filter is not None:
-            self._store_filter(filter)
+            self._store_filter(filter, device if self.filter is None else None)
 
     def _call_filter(self, where: str, filter, factor, params: dict) -> Tensor | None:
         """The filter for this call: None (the stored one, possibly just replaced) or a transient alias of the
