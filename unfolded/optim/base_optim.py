@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ..metrics import psnr
 from ..physics.base import LinearPhysics, check_measurement_values, check_physics, refuse_forward_keywords
-from ..solvers.cg import SolverLog, record_solves
+from ..solvers.cg import SolverLog, _caller_depth, record_solves
 from .data_fidelity import L2, DataFidelity
 from .deq import AndersonAccelerationConfig, DEQConfig, anderson_config, deq_config, run_deq
 from .hyperparams import (
@@ -129,7 +129,8 @@ class BaseOptim(nn.Module):
         values = merge_params_algo(params_algo, {k: values[k] for k in names}, {k: defaults[k] for k in names})
         trainable = canonical_names(trainable_params, names)
         if trainable and not self.unfold and not DEQ:  # a DEQ is trainable, as in the reference (DEQConfig)
-            warnings.warn(f"{name}: trainable_params {trainable} ignored because unfold=False", stacklevel=2)
+            warnings.warn(f"{name}: trainable_params {trainable} ignored because unfold=False",
+                          stacklevel=_caller_depth(0) + 1)
             trainable = []
         # The values as given (Python floats): a float32 tensor rounds 0.8 to 0.800000011920929, and
         # `model.double()` would keep that rounding without them (see `_apply`).
@@ -186,13 +187,14 @@ class BaseOptim(nn.Module):
         """A trainable parameter the output cannot depend on would silently stay at its start value."""
         name = type(self).__name__
         priors = as_list(self.prior)
+        stacklevel = _caller_depth(1) + 1  # the user's line, through subclasses' constructors
         if "sigma_denoiser" in trainable and priors and not any(p.uses_sigma for p in priors):
             what = type(getattr(priors[0], "denoiser", priors[0])).__name__
             warnings.warn(f"{name}: sigma_denoiser is trainable but {what} ignores sigma, so it gets no gradient",
-                          stacklevel=3)
+                          stacklevel=stacklevel)
         if "lambda_reg" in trainable and self.needs_prox and priors and not any(p.prox_uses_gamma for p in priors):
             warnings.warn(f"{name}: lambda_reg is trainable but the {type(priors[0]).__name__} prox ignores its "
-                          "weight lambda*stepsize, so it gets no gradient", stacklevel=3)
+                          "weight lambda*stepsize, so it gets no gradient", stacklevel=stacklevel)
 
     def _apply(self, fn, recurse=True):
         """After a dtype change (`.double()`, `.to(torch.float64)`), hyperparameters that a float32 tensor
