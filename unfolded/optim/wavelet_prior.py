@@ -124,7 +124,7 @@ class WaveletPrior(ExplicitPrior):
         if not self.has_grad:
             raise NotImplementedError(f"WaveletPrior(p={self.p}) has no gradient; use p=1, or a prox-based "
                                       "algorithm (PGD, HQS, ADMM, FISTA, DRS, PDCP)")
-        with torch.enable_grad():
+        with torch.enable_grad():  # (detached: Ψᵀ sign(Ψx) is piecewise constant, its derivative is 0 a.e.)
             z = x.detach().requires_grad_()
             (g,) = torch.autograd.grad(self.fn(z).sum(), z)
         return g
