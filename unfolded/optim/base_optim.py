@@ -18,14 +18,7 @@ from ..physics.base import LinearPhysics, check_measurement_values, check_physic
 from ..solvers.cg import SolverLog, _caller_depth, record_solves
 from .data_fidelity import L2, DataFidelity
 from .deq import AndersonAccelerationConfig, DEQConfig, anderson_config, deq_config, run_deq
-from .hyperparams import (
-    HYPERPARAMETERS,
-    canonical_names,
-    is_default,
-    merge_params_algo,
-    parse_values,
-    restore_exact,
-)
+from .hyperparams import HYPERPARAMETERS, canonical_names, is_default, merge_params_algo, parse_values, restore_exact
 from .options import (
     as_list,
     at_iteration,
