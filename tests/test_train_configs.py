@@ -31,9 +31,9 @@ FAST_PRIOR_RUNS = [("fista", "tv", "blur"), ("fista", "wavelet", "inpainting"), 
                    ("drs", "wavelet", "denoise"), ("pdcp", "tv", "inpainting"), ("pdcp", "wavelet", "blur"),
                    ("pgd", "tv", "denoise"), ("hqs", "wavelet", "blur_fft"), ("admm", "tv", "blur"),
                    ("fista", "dncnn_small", "denoise"), ("drs", "dncnn_small", "blur"),
-                   ("pdcp", "dncnn_small", "blur_fft")]
-ALL_PRIOR_RUNS = [(a, p, ph) for a in ["pgd", "hqs", "admm", *NEW_ALGOS] for p in CLASSICAL for ph in PHYSICS] + \
-                 [(a, "dncnn_small", ph) for a in NEW_ALGOS for ph in PHYSICS]
+                   ("pdcp", "dncnn_small", "blur_fft"), ("pdcp", "wavelet", "sr")]
+ALL_PRIOR_RUNS = [(a, p, ph) for a in ["pgd", "hqs", "admm", *NEW_ALGOS] for p in CLASSICAL for ph in [*PHYSICS, "sr"]]
+ALL_PRIOR_RUNS += [(a, "dncnn_small", ph) for a in NEW_ALGOS for ph in [*PHYSICS, "sr"]]
 
 
 @pytest.mark.parametrize("algo,prior,physics", [pytest.param(*run_, marks=() if run_ in FAST_PRIOR_RUNS else
