@@ -66,9 +66,14 @@ def render_mri(rows: dict[str, dict]) -> str:
 
 
 RENDER = {"mri": render_mri}
+ZOO = "zoo"  # rendered from the zoo's files themselves (`make zoo` trains and exports them)
 
 
 def render(table: str) -> str:
+    if table == ZOO:
+        from .zoo import table as zoo_table
+
+        return zoo_table() + "\n\n<sub>`make zoo`, then `python -m unfolded.training.zoo --table`.</sub>"
     data = json.loads((RESULTS / f"{table}.json").read_text())
     return RENDER[table](data["rows"]) + f"\n\n<sub>`make results TABLES={table}`, {data['date']}.</sub>"
 
@@ -84,11 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("tables", nargs="*", help=f"tables to regenerate (default: all of {', '.join(TABLES)})")
     parser.add_argument("--render", action="store_true", help="rewrite the documents from docs/results only")
     args = parser.parse_args(argv)
-    unknown = [t for t in args.tables if t not in TABLES]
+    unknown = [t for t in args.tables if t not in [*TABLES, ZOO]]
     if unknown:
-        parser.error(f"unknown tables {unknown}; there are {', '.join(TABLES)}")
-    for table in args.tables or list(TABLES):
-        if not args.render:
+        parser.error(f"unknown tables {unknown}; there are {', '.join([*TABLES, ZOO])}")
+    for table in args.tables or [*TABLES, ZOO]:
+        if table == ZOO and not args.render:
+            from .zoo import main as train_zoo
+
+            train_zoo([])
+        elif not args.render:
             rows = {label: run_row(table, label, overrides) for label, overrides in TABLES[table].items()}
             data = {"date": datetime.date.today().isoformat(), "rows": rows}
             blob = json.dumps(data, indent=1).encode()

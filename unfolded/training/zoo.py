@@ -50,7 +50,7 @@ def table() -> str:
     """The README's zoo table (markdown), from the test results stored in the zoo files themselves."""
     from .model_files import from_export
 
-    rows = ["| model | trained by | steps | test PSNR (interior) | Tikhonov | gain | Aᵀy | size |",
+    rows = ["| model | trained by | step of the weights | test PSNR (interior) | Tikhonov | gain | Aᵀy | size |",
             "|---|---|---|---|---|---|---|---|"]
     for name in RECIPES:
         path = ZOO_DIR / f"{name}.safetensors"
