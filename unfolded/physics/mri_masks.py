@@ -194,3 +194,15 @@ def fastmri_mask(img_size, pattern: str = "random", acceleration: float = 4, cen
     if pattern not in makers:
         raise ValueError(f"fastmri_mask: pattern must be one of {', '.join(FASTMRI_PATTERNS)}, got {pattern!r}")
     return makers[pattern](img_size, acceleration, center_fraction, seed=seed, rng=rng)
+
+
+def fully_sampled_block(img_size, pattern: str = "random", acceleration: float = 4,
+                        center_fraction: float | None = None) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((first row, rows), (first column, columns)) that every `fastmri_mask` of these settings samples
+    fully (the ACS, for coil maps): all rows × the centre columns, or Poisson's calibration block."""
+    H, W, acc, cf = _fastmri_args(img_size, acceleration, center_fraction, "fully_sampled_block")
+    if pattern != "poisson":
+        return (0, H), center_lines(W, cf)
+    calib = (round(H * cf), round(W * cf))
+    (r0, r1), (c0, c1) = ((int(n / 2 - c / 2), int(n / 2 + c / 2)) for n, c in zip((H, W), calib))  # sigpy's
+    return (r0, r1 - r0), (c0, c1 - c0)

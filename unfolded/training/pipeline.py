@@ -48,7 +48,8 @@ def _build_sized_physics(node: DictConfig, size) -> object:
     return build(node, "physics", img_size=list(size))
 
 
-def build_physics(cfg: DictConfig) -> PhysicsBank:
+def build_physics(cfg: DictConfig):
+    """A PhysicsBank; or, for real measurements, the physics that measures them (`measurements()`)."""
     node = cfg.physics
     if "img_size" in node and node.img_size is None:
         # Built per image size (training crops and test images get their own operator). A partial, not a
@@ -58,7 +59,8 @@ def build_physics(cfg: DictConfig) -> PhysicsBank:
         if data.get("channels") and data.get("crop_size"):
             bank.example((int(data.channels), int(data.crop_size), int(data.crop_size)))  # bad settings fail now
         return bank
-    return PhysicsBank(physics=build(node, "physics"))
+    physics = build(node, "physics")
+    return physics if callable(getattr(physics, "measurements", None)) else PhysicsBank(physics=physics)
 
 
 def build_model(cfg: DictConfig) -> torch.nn.Module:
@@ -72,8 +74,8 @@ def check_compatible(model: torch.nn.Module, physics: PhysicsBank, cfg: DictConf
     a model/physics mismatch (e.g. e2e-varnet without MRI, complex models on real images) is the model's
     own one-line error at start-up, not a traceback mid-training. The RNG state is left as it was."""
     data = cfg.get("data") or {}
-    if not (data.get("channels") and data.get("crop_size")):
-        return
+    if not (data.get("channels") and data.get("crop_size")) or not hasattr(physics, "example"):
+        return  # (measured data have no simulated example: their physics is per slice)
     size = (int(data.channels), int(data.crop_size), int(data.crop_size))
     op = physics.example(size)
     mh, mw = interior_margin(op, (1, *size))
