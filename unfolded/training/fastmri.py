@@ -192,11 +192,12 @@ class FastMRIDataModule(pl.LightningDataModule):
                               "process(es)")
         epoch = (lambda: self.trainer.current_epoch) if self.trainer is not None else (lambda: 0)
         sampler = SampleNumbers(length, rank, world, epoch)
-        progress = (lambda: (self.trainer.current_epoch,
-                             self.trainer.fit_loop.epoch_loop.batch_progress.current.processed))
         return ResumableLoader(ds, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
                                drop_last=True, persistent_workers=self.num_workers > 0, collate_fn=collate,
-                               progress=progress)
+                               progress=self._progress)
+
+    def _progress(self) -> tuple[int, int]:
+        return self.trainer.current_epoch, self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
 
     def check_world_size(self, world: int) -> None:
         for split in ("val", "test"):
