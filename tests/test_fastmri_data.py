@@ -194,3 +194,15 @@ def test_simulated_physics_refuses_measured_kspace(folder, tmp_path):
                    "callbacks.rich_progress_bar=null"], tmp_path)
     with pytest.raises(Exception, match="use physics=fastmri"):
         run(cfg)
+
+
+def test_single_coil_files(tmp_path):
+    generate(tmp_path, files=3, single_coil=True, noise=0.0, **{**SMALL, "coils": 1})
+    dm = FastMRIDataModule(str(tmp_path), seed=0)
+    assert not dm.multicoil and dm.volumes["test"][0].target_key == "reconstruction_esc"
+    batch = collate([FastMRISlices(dm.volumes["test"], True)[0]])
+    assert batch["kspace"].shape == (1, 2, 32, 160)
+    meas = KspacePhysics(mask={"acceleration": 8, "center_fraction": 0.04}).measurements(0, 1)
+    x, physics, y = meas.batch(batch, "test")
+    assert type(physics).__name__ == "MRI" and y.shape == (1, 2, 32, 160)
+    assert torch.allclose(y, physics.mask * batch["kspace"] / meas.scales(batch).reshape(-1, 1, 1, 1))
