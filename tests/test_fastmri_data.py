@@ -164,6 +164,10 @@ def test_maps_cache_on_disk(tmp_path):
     again = cm.MapsCache(tmp_path).get(key, lambda: pytest.fail("recomputed instead of read"))
     assert np.array_equal(first, again) and (tmp_path / f"{key}.npy").is_file()
     assert key != cache.key("b/vol.h5", 3, {"method": "acs"}) != cache.key("a/vol.h5", 3, {"method": "espirit"})
+    small = cm.MapsCache(memory_items=2)
+    for i in range(3):
+        small.get(str(i), lambda: np.zeros(1))
+    assert list(small._memory) == ["1", "2"]  # bounded: the least recently used is dropped
 
 
 def test_bad_physics_settings():
@@ -192,7 +196,7 @@ def test_train_fast_dev_run_on_generated_files(tmp_path):
 def test_simulated_physics_refuses_measured_kspace(folder, tmp_path):
     cfg = compose(["data=fastmri", f"data.path={folder}", "algo=modl", "debug=fast",
                    "callbacks.rich_progress_bar=null"], tmp_path)
-    with pytest.raises(Exception, match="use physics=fastmri"):
+    with pytest.raises(ConfigError, match="use physics=fastmri"):
         run(cfg)
 
 

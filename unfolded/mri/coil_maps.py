@@ -7,8 +7,9 @@
   central calib×calib k-space block (calib = the number of ACS lines), its signal subspace, and per pixel
   the eigenvector of eigenvalue ≈ 1; maps are zero where that eigenvalue is below `crop` (no object).
   Σₙ|Sₙ|² = 1 inside the object, so SENSE with these maps reconstructs the RSS image, as fastMRI's target.
-- `MapsCache`: per-slice maps kept in memory, and on disk (`.npy`, written atomically) when given a folder,
-  keyed by the volume, the slice and the estimation settings.
+- `MapsCache`: per-slice maps kept in memory (the most recently used `memory_items`: a knee slice's 15 maps
+  take 14 MB), and on disk (`.npy`, written atomically) when given a folder, keyed by the volume's path,
+  the slice and the estimation settings.
 
 Maps are estimated on the grid the model works on (after the readout crop, see `training.fastmri`).
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -98,9 +100,10 @@ def relative_error(estimated: np.ndarray, true: np.ndarray, support: np.ndarray 
 class MapsCache:
     """Maps per (volume, slice, settings): in memory, and in `folder` when given (reused by later runs)."""
 
-    def __init__(self, folder: str | Path | None = None):
+    def __init__(self, folder: str | Path | None = None, memory_items: int = 256):
         self.folder = None if folder in (None, "") else Path(folder).expanduser()
-        self._memory: dict[str, np.ndarray] = {}
+        self.memory_items = int(memory_items)
+        self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @staticmethod
     def key(volume: str | Path, slice_index: int, settings: dict) -> str:
@@ -110,6 +113,7 @@ class MapsCache:
 
     def get(self, key: str, compute) -> np.ndarray:
         if key in self._memory:
+            self._memory.move_to_end(key)
             return self._memory[key]
         path = self.folder / f"{key}.npy" if self.folder is not None else None
         if path is not None and path.is_file():
@@ -121,4 +125,6 @@ class MapsCache:
                 np.save(buf, maps)
                 write_atomically(path, lambda f: f.write(buf.getvalue()))
         self._memory[key] = maps
+        while len(self._memory) > self.memory_items:
+            self._memory.popitem(last=False)
         return maps

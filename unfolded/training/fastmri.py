@@ -180,6 +180,12 @@ class FastMRIDataModule(pl.LightningDataModule):
         n = len(files) - val_files - test_files
         return {"train": files[:n], "val": files[n:n + val_files], "test": files[n + val_files:]}
 
+    def setup(self, stage: str) -> None:
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        if module is not None and not callable(getattr(getattr(module, "simulator", None), "scales", None)):
+            raise ConfigError("data=fastmri holds measured k-space: use physics=fastmri (which selects this data "
+                              "and measures it) instead of a simulated physics")
+
     def _rank_world(self) -> tuple[int, int]:
         return (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
 

@@ -94,6 +94,8 @@ class KspaceMeasurements:
 
     def batch(self, batch: dict, split: str) -> tuple[Tensor, object, Tensor]:
         """(x, physics, y) of a batch of slices: x the reference image / s, y = M ⊙ k / s."""
+        if "kspace" not in batch:
+            raise ValueError("physics=fastmri measures k-space files: use data=fastmri (physics=fastmri selects it)")
         k, multicoil = batch["kspace"], batch["kspace"].dim() == 5
         kc = self._complex(k)
         size = tuple(k.shape[-2:])
