@@ -210,3 +210,24 @@ def test_single_coil_files(tmp_path):
     x, physics, y = meas.batch(batch, "test")
     assert type(physics).__name__ == "MRI" and y.shape == (1, 2, 32, 160)
     assert torch.allclose(y, physics.mask * batch["kspace"] / meas.scales(batch).reshape(-1, 1, 1, 1))
+
+
+def test_code_defaults_equal_the_yaml_defaults(tmp_path):
+    import inspect
+
+    from omegaconf import OmegaConf
+
+    from unfolded.training.kspace_measurements import ESPIRIT
+
+    cfg = OmegaConf.to_container(compose(["physics=fastmri"], tmp_path), resolve=False)
+    for cls, node in ((FastMRIDataModule, cfg["data"]), (KspacePhysics, cfg["physics"])):
+        params = inspect.signature(cls.__init__).parameters
+        for key, value in node.items():
+            if key.startswith("_"):
+                continue
+            default = params[key].default
+            if key == "espirit":
+                default = ESPIRIT
+            if key == "mask":
+                default = KspacePhysics().mask
+            assert default == value, f"{cls.__name__}.{key}: code default {default!r} != conf {value!r}"

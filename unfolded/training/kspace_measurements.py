@@ -19,11 +19,14 @@ from . import seeding
 from .errors import ConfigError
 
 MASK_KEYS = ("pattern", "acceleration", "center_fraction")
+# crop 0 (sigpy's default is 0.95) keeps maps in the background too, so SENSE-type reconstructions
+# (CG-SENSE, MoDL) reproduce the background of the RSS target instead of a constant there
+ESPIRIT = {"kernel_width": 6, "thresh": 0.02, "crop": 0.0, "max_iter": 100}
 
 
 class KspacePhysics:
     """`mask`: {pattern, acceleration, center_fraction} of `physics.mri_masks.fastmri_mask`; `coil_maps`:
-    espirit | acs; `espirit`: EspiritCalib settings (kernel_width, thresh, crop, max_iter);
+    espirit | acs; `espirit`: EspiritCalib settings (ESPIRIT's keys, those given replace its values);
     `maps_cache_dir`: keep estimated maps on disk (null: in memory only); `tol`, `max_iter`,
     `implicit_backward_solver`: the multi-coil operator's CG solves (as MultiCoilMRI's)."""
 
@@ -46,7 +49,10 @@ class KspacePhysics:
             raise ConfigError(str(e)) from None
         if coil_maps not in METHODS:
             raise ConfigError(f"physics.coil_maps must be one of {', '.join(METHODS)}, got {coil_maps!r}")
-        self.mask, self.coil_maps, self.espirit = mask, coil_maps, dict(espirit or {})
+        unknown = set(espirit or {}) - set(ESPIRIT)
+        if unknown:
+            raise ConfigError(f"physics.espirit: unknown key(s) {sorted(unknown)}; allowed: {', '.join(ESPIRIT)}")
+        self.mask, self.coil_maps, self.espirit = mask, coil_maps, {**ESPIRIT, **(espirit or {})}
         self.maps_cache_dir = maps_cache_dir
         self.solver = {"tol": tol, "max_iter": max_iter, "implicit_backward_solver": implicit_backward_solver}
 
