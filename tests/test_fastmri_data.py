@@ -231,3 +231,27 @@ def test_code_defaults_equal_the_yaml_defaults(tmp_path):
             if key == "mask":
                 default = KspacePhysics().mask
             assert default == value, f"{cls.__name__}.{key}: code default {default!r} != conf {value!r}"
+
+
+class _Trainer:
+    def __init__(self, rank, world):
+        self.global_rank, self.world_size, self.current_epoch = rank, world, 0
+
+
+def test_processes_share_the_samples_of_one_process(folder):
+    """2 processes x batch 1 see the slices 1 process x batch 2 sees; evaluation slices keep their numbers."""
+    def seen(rank, world, batch):
+        dm = FastMRIDataModule(str(folder), batch_size=batch, seed=4)
+        dm.trainer = _Trainer(rank, world)
+        train = [(f, int(s)) for b in dm.train_dataloader() for f, s in zip(b["file"], b["slice"])]
+        return train, [int(b["index"]) for b in dm.eval_dataloader("val")]
+
+    one, val_one = seen(0, 1, 2)
+    (a, val_a), (b, val_b) = seen(0, 2, 1), seen(1, 2, 1)
+    assert sorted(one) == sorted(a + b) and len(set(one)) == len(one) == 4  # one epoch: each slice once
+    assert val_one == [0, 1] and (val_a, val_b) == ([0], [1])
+    dm = FastMRIDataModule(str(folder), batch_size=3, seed=4)
+    loader = dm.train_dataloader()
+    assert len(loader) == 1 and loader.dataset.epoch_length == 3  # 4 slices rounded down to whole batches
+    epoch0 = [loader.dataset._slice_of(n) for n in range(3)]
+    assert len(set(epoch0)) == 3  # no slice twice in an epoch

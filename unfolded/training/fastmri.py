@@ -7,8 +7,9 @@ A slice item holds the k-space on the model's grid — with `readout_crop`, the 
 removed (image rows cropped to the target's height, exact since the readout is fully sampled) — the
 reference image (the RSS of the fully sampled coil images, a complex image with zero imaginary part, whose
 centre crop is the file's `reconstruction_rss`), the file's target, and its identity (file, slice).
-Training sample n is slice perm_e[n mod L] of the training slices (L of them), perm_e a permutation
-drawn by (seed, epoch e = n div L): batches carry sample numbers as every data module's do (`samples.py`).
+Training sample n is slice perm_e[n mod E] of the L training slices, perm_e a permutation drawn by (seed,
+epoch e = n div E), E ≤ L the samples per epoch (L rounded down to whole batches in every process):
+batches carry sample numbers as every data module's do (`samples.py`).
 
 Measurements (`KspacePhysics` → `KspaceMeasurements`, what `Simulator` is for simulated data): y is the
 slice's own k-space, masked — nothing is simulated. The mask is drawn per sample by `physics.mask`
@@ -56,11 +57,16 @@ def _as_real(z: np.ndarray) -> Tensor:
 
 
 class FastMRISlices(Dataset):
-    """Slices of some volumes; with `order_seed`, item n is slice perm_e[n mod L] (training)."""
+    """Slices of some volumes; with `order_seed`, item n is slice perm_e[n mod E] (training; E the samples
+    per epoch, all the slices by default)."""
 
-    def __init__(self, volumes: list[VolumeInfo], readout_crop: bool, order_seed: int | None = None):
+    def __init__(self, volumes: list[VolumeInfo], readout_crop: bool, order_seed: int | None = None,
+                 epoch_length: int | None = None):
         self.volumes, self.readout_crop, self.order_seed = volumes, readout_crop, order_seed
         self.slices = [(v, s) for v, info in enumerate(volumes) for s in range(info.num_slices)]
+        self.epoch_length = len(self.slices) if epoch_length is None else int(epoch_length)
+        if not 0 < self.epoch_length <= len(self.slices):
+            raise ValueError(f"epoch_length must be in [1, {len(self.slices)}], got {epoch_length}")
         self._perm: tuple[int, Tensor] | None = None
 
     def __len__(self) -> int:
@@ -69,7 +75,7 @@ class FastMRISlices(Dataset):
     def _slice_of(self, n: int) -> int:
         if self.order_seed is None:
             return n
-        epoch, j = divmod(n, len(self.slices))
+        epoch, j = divmod(n, self.epoch_length)
         if self._perm is None or self._perm[0] != epoch:
             g = seeding.generator(seeding.training_seed(self.order_seed, epoch))
             self._perm = (epoch, torch.randperm(len(self.slices), generator=g))
@@ -190,12 +196,13 @@ class FastMRIDataModule(pl.LightningDataModule):
         return (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
 
     def train_dataloader(self) -> DataLoader:
-        ds = FastMRISlices(self.volumes["train"], self.readout_crop, order_seed=self.seed)
         rank, world = self._rank_world()
-        length = len(ds) - len(ds) % (self.batch_size * world)  # equal batches in all processes
+        slices = sum(v.num_slices for v in self.volumes["train"])
+        length = slices - slices % (self.batch_size * world)  # equal batches in all processes
         if length == 0:
-            raise ConfigError(f"{len(ds)} training slice(s) for data.batch_size={self.batch_size} x {world} "
+            raise ConfigError(f"{slices} training slice(s) for data.batch_size={self.batch_size} x {world} "
                               "process(es)")
+        ds = FastMRISlices(self.volumes["train"], self.readout_crop, order_seed=self.seed, epoch_length=length)
         epoch = (lambda: self.trainer.current_epoch) if self.trainer is not None else (lambda: 0)
         sampler = SampleNumbers(length, rank, world, epoch)
         return ResumableLoader(ds, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
