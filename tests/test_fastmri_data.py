@@ -170,11 +170,28 @@ def test_maps_cache_on_disk(tmp_path):
     assert list(small._memory) == ["1", "2"]  # bounded: the least recently used is dropped
 
 
-def test_bad_physics_settings():
-    with pytest.raises(ConfigError, match="physics.mask: unknown key\\(s\\) \\['accel'\\]"):
-        KspacePhysics(mask={"accel": 4})
-    with pytest.raises(ConfigError, match="physics.coil_maps must be one of espirit, acs"):
-        KspacePhysics(coil_maps="sense")
+@pytest.mark.parametrize("kwargs, match", [
+    ({"mask": {"accel": 4}}, r"physics.mask: unknown key\(s\) \['accel'\]"),
+    ({"mask": {"pattern": "equispaced", "acceleration": 2.5}}, "acceleration must be an integer"),
+    ({"mask": {"acceleration": 4, "center_fraction": 0.3}}, r"center_fraction must be in \(0, 1/acceleration\)"),
+    ({"coil_maps": "sense"}, "physics.coil_maps must be one of espirit, acs"),
+    ({"espirit": {"kernel": 5}}, r"physics.espirit: unknown key\(s\) \['kernel'\]"),
+])
+def test_bad_physics_settings(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        KspacePhysics(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"path": None}, "data=fastmri needs data.path="),
+    ({"path": "/no/such/folder"}, "no such folder"),
+    ({"target_key": "reconstruction"}, "data.target_key must be null .* or one of reconstruction_rss"),
+    ({"batch_size": 0}, "data.batch_size=0: must be an integer >= 1"),
+    ({"channels": 1}, "data.channels must be 2"),
+])
+def test_bad_data_settings(folder, kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        FastMRIDataModule(**{"path": str(folder), **kwargs})
 
 
 def test_train_fast_dev_run_on_generated_files(tmp_path):

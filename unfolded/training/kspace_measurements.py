@@ -43,10 +43,13 @@ class KspacePhysics:
         if mask["pattern"] not in FASTMRI_PATTERNS:
             raise ConfigError(f"physics.mask.pattern must be one of {', '.join(FASTMRI_PATTERNS)}, got "
                               f"{mask['pattern']!r}")
-        try:
-            _fastmri_args((8, 8), mask["acceleration"], mask["center_fraction"], "physics.mask")
+        try:  # one draw now, so that a bad setting fails at start-up (Poisson: only its arguments, it is slow)
+            if mask["pattern"] == "poisson":
+                _fastmri_args((8, 8), mask["acceleration"], mask["center_fraction"], "physics.mask")
+            else:
+                fastmri_mask((8, 128), **mask, seed=0)
         except ValueError as e:
-            raise ConfigError(str(e)) from None
+            raise ConfigError(f"physics.mask: {e}") from None
         if coil_maps not in METHODS:
             raise ConfigError(f"physics.coil_maps must be one of {', '.join(METHODS)}, got {coil_maps!r}")
         unknown = set(espirit or {}) - set(ESPIRIT)
