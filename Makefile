@@ -3,7 +3,7 @@ PY      := .venv/bin/python
 STAMP   := .venv/.installed
 TORCH   := torch==2.13.0
 
-.PHONY: install train test test-full lint bench clean sweep report dashboard
+.PHONY: install train test test-full lint bench clean sweep report dashboard zoo
 
 install: $(STAMP)
 
@@ -41,6 +41,10 @@ report: $(STAMP)
 dashboard: $(STAMP)
 	@test -n "$(DIR)" || (echo "usage: make dashboard DIR=<sweep folder with optuna.db>" && exit 2)
 	.venv/bin/optuna-dashboard sqlite:///$(abspath $(DIR))/optuna.db
+
+# retrain the shipped models (unfolded/zoo/*.safetensors; about an hour on 2 CPU cores), print the README's table
+zoo: $(STAMP)
+	$(PY) -m unfolded.training.zoo $(NAMES)
 
 bench: $(STAMP)
 	cd benchmarks && ../$(PY) run_all.py

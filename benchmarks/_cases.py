@@ -65,7 +65,7 @@ def build_step(spec: dict):
         model = cls(prior=dinv.optim.PnP(denoiser), data_fidelity=dinv.optim.L2(), stepsize=1.0,
                     max_iter=spec["K"], unfold=True, trainable_params=["stepsize"], DEQ=deq)
     if spec.get("weights"):  # a trained model's state dict (bench_deq: the solves on trained weights)
-        model.load_state_dict(torch.load(spec["weights"]))
+        model.load_state_dict(torch.load(spec["weights"], weights_only=True))
     dtype = getattr(torch, spec["dtype"])
     model, physics = model.to(device, dtype), physics.to(device, dtype)
     x, y = x.to(device, dtype), y.to(device, dtype)

@@ -34,7 +34,7 @@ def weights_file(ckpt: str | None) -> str | None:
     """The model's state dict from a Lightning checkpoint (keys 'model.*') or train_deq.py's model.pt."""
     if ckpt is None:
         return None
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)  # a file from elsewhere never runs code
     if "state_dict" not in state:  # already the model's (train_deq.py's model.pt)
         return ckpt
     path = os.path.join(tempfile.mkdtemp(), "model.pt")

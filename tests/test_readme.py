@@ -20,12 +20,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def training_commands() -> list[str]:
-    """The commands of the first ```bash block under '## Training', without their comments."""
+def commands(heading: str) -> list[str]:
+    """The commands of the first ```bash block under `heading`, without their comments."""
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("\n## Training\n"):]
+    section = text[text.index(f"\n{heading}\n"):]
     block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def training_commands() -> list[str]:
+    return commands("## Training")
 
 
 def short_run(command: str) -> str:
@@ -56,6 +60,10 @@ def fresh_copy(tmp_path_factory) -> Path:
     rng = np.random.default_rng(0)
     for i in range(4):
         Image.fromarray((rng.random((80, 96, 3)) * 255).astype(np.uint8)).save(pictures / f"photo{i}.png")
+    measurements = home / "measurements"  # a user's blurred grayscale pictures, 8 and 16 bits
+    measurements.mkdir()
+    Image.fromarray((rng.random((60, 70)) * 255).astype(np.uint8)).save(measurements / "scan0.png")
+    Image.fromarray((rng.random((50, 64)) * 65535).astype(np.uint16)).save(measurements / "scan1.png")
     return copy
 
 
@@ -99,3 +107,38 @@ def test_readme_training_command(command, fresh_copy):
         record = json.loads((folder / "metrics.json").read_text())
         assert (folder / "checkpoints" / "best.ckpt").is_file() and record["best"] is not None
         assert results["global_step"] == int(re.search(r"trainer.max_steps=(\d+)", run).group(1))
+
+
+def _latest_run_with_checkpoints(root: Path) -> Path:
+    runs = sorted((p for p in root.glob("logs/train/runs/*") if (p / "checkpoints" / "best.ckpt").is_file()),
+                  key=lambda p: p.stat().st_mtime)
+    assert runs, "a Training command of the README (trainer.max_steps=30) should have left a checkpoint"
+    return runs[-1]
+
+
+@pytest.mark.parametrize("command", commands("## Use a trained model"))
+def test_readme_predict_command(command, fresh_copy):
+    """Run after the Training commands (same fresh copy): `<time>` is the run they trained."""
+    run = command
+    if "<time>" in run:
+        run = re.sub(r"logs/\S+<time>", str(_latest_run_with_checkpoints(fresh_copy).relative_to(fresh_copy)), run)
+    env = {**os.environ, "HOME": str(fresh_copy.parent / "home")}
+    res = subprocess.run(["bash", "-c", run], cwd=fresh_copy, env=env, capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, f"{run}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    if "unfolded.export" in run:
+        assert (fresh_copy / "my_model.safetensors").stat().st_size > 1000
+        return
+    out = fresh_copy / re.search(r"output=(\S+)", run).group(1)
+    inputs = fresh_copy.parent / "home" / re.search(r"input=\$HOME/(\S+)", run).group(1)
+    for picture in inputs.iterdir():
+        x_hat = np.load(out / f"{picture.stem}.npy")
+        assert np.isfinite(x_hat).all() and (out / f"{picture.stem}.png").is_file()
+        if "measurements" in run:  # the default valid blur: the image is the measurement + 12 pixels
+            from PIL import Image
+
+            w, h = Image.open(picture).size
+            assert x_hat.shape == (h + 12, w + 12)
+    if "simulate=true" in run:
+        summary = json.loads((out / "metrics.json").read_text())["summary"]
+        assert {"model/psnr_interior", "tikhonov/psnr_interior"} <= set(summary)
+        assert "Tikhonov" in res.stdout

@@ -1,7 +1,7 @@
 """Start-up checks of a composed configuration: each failure is a `ConfigError` with a one-line message.
 
 Only what no constructor can know: each constructor validates its own arguments (a bad value is its
-one-line error, see `pipeline.build`), and `pipeline.check_compatible` lets the model meet the physics once.
+one-line error, see `building.build`), and `pipeline.check_compatible` lets the model meet the physics once.
 - every node with a `_target_` may only hold arguments of that target's constructor (typos fail);
 - the top level holds only known keys;
 - image channels (data) equal the denoiser's channels (algo), and are complex (2) for MRI physics;

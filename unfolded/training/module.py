@@ -281,6 +281,17 @@ class UnfoldedModule(pl.LightningModule):
         self.checkpoint_global_step = checkpoint.get("global_step")
         self.skipped_batches = int(checkpoint.get("skipped_batches", 0))
 
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None,
+                             weights_only=None, **kwargs):
+        """Lightning's loading; the model and physics are rebuilt from the configuration the checkpoint
+        stores (`inference.module_arguments`), and the file is read without running code."""
+        from .inference import module_arguments
+
+        path, kwargs = module_arguments(checkpoint_path, hparams_file, weights_only, **kwargs)
+        return super().load_from_checkpoint(path, map_location=map_location, strict=strict, weights_only=True,
+                                            **kwargs)
+
     @property
     def trained_steps(self) -> int:
         """Optimisation steps behind the current weights (also when only evaluating a checkpoint)."""

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from unfolded.solvers.cg import reset_warnings
 
+from .building import build, build_model, build_physics  # noqa: F401  (re-exported)
 from .callbacks import ValidateAtEnd
 from .checks import check_checkpoint, check_config, to_container
 from .errors import ConfigError
@@ -22,51 +20,6 @@ from .metrics import interior_margin
 from .physics_bank import PhysicsBank
 
 log = logging.getLogger(__name__)
-
-
-def _cause(e: BaseException) -> BaseException:
-    while isinstance(e, InstantiationException) and e.__cause__ is not None:
-        e = e.__cause__
-    return e
-
-
-def build(node: DictConfig, what: str, **kwargs):
-    """`instantiate`, turning a constructor's error into a one-line ConfigError naming the group."""
-    try:
-        return instantiate(node, **kwargs)
-    except ConfigError:
-        raise
-    except (InstantiationException, ValueError, TypeError) as e:
-        cause = _cause(e)
-        if isinstance(cause, ConfigError):
-            raise cause from None
-        msg = str(cause).strip().splitlines()
-        raise ConfigError(f"cannot build {what}: {type(cause).__name__}: {msg[-1] if msg else ''}") from None
-
-
-def _build_sized_physics(node: DictConfig, size) -> object:
-    return build(node, "physics", img_size=list(size))
-
-
-def build_physics(cfg: DictConfig):
-    """A PhysicsBank; or, for real measurements, the physics that measures them (`measurements()`)."""
-    node = cfg.physics
-    if "img_size" in node and node.img_size is None:
-        # Built per image size (training crops and test images get their own operator). A partial, not a
-        # lambda: DDP-spawn pickles the module with its physics.
-        bank = PhysicsBank(factory=functools.partial(_build_sized_physics, node))
-        data = cfg.get("data") or {}
-        if data.get("channels") and data.get("crop_size"):
-            bank.example((int(data.channels), int(data.crop_size), int(data.crop_size)))  # bad settings fail now
-        return bank
-    physics = build(node, "physics")
-    return physics if callable(getattr(physics, "measurements", None)) else PhysicsBank(physics=physics)
-
-
-def build_model(cfg: DictConfig) -> torch.nn.Module:
-    """The `algo` tree in one recursive instantiate: an algorithm with its `prior` and `DEQ`, or a predefined
-    architecture with its own network."""
-    return build(cfg.algo, "algo")
 
 
 def check_compatible(model: torch.nn.Module, physics: PhysicsBank, cfg: DictConfig) -> None:
