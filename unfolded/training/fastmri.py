@@ -122,15 +122,6 @@ class FastMRIDataModule(pl.LightningDataModule):
         if unused:
             log.warning("data=fastmri: %s unused (k-space slices are neither cropped nor resized)",
                         ", ".join(f"data.{k}={v}" for k, v in unused.items()))
-        if generate is not None and not (Path(path).expanduser().is_dir()
-                                         and any(Path(path).expanduser().rglob("*.h5"))):
-            from ..mri.generate import generate as write_files
-
-            try:
-                write_files(Path(path).expanduser(), **dict(generate))
-            except (TypeError, ValueError) as e:
-                raise ConfigError(f"data.generate: {e}") from None
-            log.info("wrote synthetic fastMRI-layout files to %s", path)
         if channels != 2:
             raise ConfigError(f"data.channels must be 2 (complex images) for k-space data, got {channels}")
         if target_key is not None and target_key not in TARGET_KEYS:
@@ -140,6 +131,15 @@ class FastMRIDataModule(pl.LightningDataModule):
                                 ("val_files", val_files, 1), ("test_files", test_files, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"data.{key}={value!r}: must be an integer >= {low}")
+        if generate is not None and not (Path(path).expanduser().is_dir()
+                                         and any(Path(path).expanduser().rglob("*.h5"))):
+            from ..mri.generate import generate as write_files
+
+            try:
+                write_files(Path(path).expanduser(), **dict(generate))
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"data.generate: {e}") from None
+            log.info("wrote synthetic fastMRI-layout files to %s", path)
         self.path, self.readout_crop = Path(path).expanduser(), readout_crop
         if not self.path.is_dir():
             raise ConfigError(f"data.path={path}: no such folder")
