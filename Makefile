@@ -3,7 +3,7 @@ PY      := .venv/bin/python
 STAMP   := .venv/.installed
 TORCH   := torch==2.13.0
 
-.PHONY: install train test test-full lint bench clean sweep report dashboard zoo
+.PHONY: install train test test-full lint bench clean sweep report dashboard zoo results
 
 install: $(STAMP)
 
@@ -45,6 +45,10 @@ dashboard: $(STAMP)
 # retrain the shipped models (unfolded/zoo/*.safetensors; about an hour on 2 CPU cores), print the README's table
 zoo: $(STAMP)
 	$(PY) -m unfolded.training.zoo $(NAMES)
+
+# rerun the runs behind the result tables of README.md and docs/ and rewrite them (make results TABLES=mri)
+results: $(STAMP)
+	$(PY) -m unfolded.training.tables $(TABLES)
 
 bench: $(STAMP)
 	cd benchmarks && ../$(PY) run_all.py

@@ -93,6 +93,7 @@ def _public_physics():
         ("MRI", MRI(mask=mask2d()), (1, 2, 6, 6)),
         ("MultiCoilMRI", MultiCoilMRI(mask=mask2d(), coil_maps=2), (1, 2, 6, 6)),
         ("Composed", Blur(k) * Denoising(GaussianNoise(0.0)), (1, 1, 6, 6)),
+        ("Downsampling", dinv.physics.Downsampling(filter="bilinear"), (1, 1, 6, 6)),
     ]
 
 

@@ -39,6 +39,25 @@ def test_fast_dev_run_variants(override, tmp_path):
     assert "test/psnr" in metrics
 
 
+@pytest.mark.parametrize("overrides", [
+    ["physics=sr", "prior=unet"],
+    ["physics=sr", "physics.factor=4", "physics.padding=reflect", "prior=drunet", "algo.sigma_denoiser=0.05",
+     "algo.trainable_params=[stepsize,sigma_denoiser]"],
+])
+def test_fast_dev_run_super_resolution_and_new_denoisers(overrides, tmp_path):
+    cfg = compose([*overrides, "debug=fast", "algo.max_iter=2", *QUIET], tmp_path)
+    _, metrics = run(cfg)
+    assert "test/psnr" in metrics and "test/tikhonov/psnr" in metrics
+    assert metrics["test/tikhonov/psnr"] > metrics["test/adjoint/psnr"]
+
+
+def test_drunet_prior_needs_a_noise_level(tmp_path):
+    from unfolded.training.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"DRUNet takes the noise level as an input: set algo.sigma_denoiser"):
+        run(compose(["prior=drunet", "debug=fast", *QUIET], tmp_path))
+
+
 def test_default_config_is_the_spec_experiment(tmp_path):
     cfg = compose([], tmp_path)
     assert cfg.algo._target_ == "unfolded.optim.HQS" and cfg.algo.max_iter == 5

@@ -10,6 +10,7 @@ from ..solvers.cg import NormalEquations, NormalSystem
 from . import functional as Fn
 from .base import LinearPhysics
 from .blur_solvers import ValidBlurSystem, circular_prox_l2
+from .filters import as_filter
 from .functional import gaussian_blur  # noqa: F401  (public: physics.blur.gaussian_blur)
 from .parameters import store_tensor
 
@@ -20,8 +21,8 @@ class _FilterParameter:
 
     parameter_names = ("filter",)
 
-    def check_parameter(self, name: str, value: Tensor) -> Tensor:
-        return Fn.check_filter(value)
+    def check_parameter(self, name: str, value) -> Tensor:
+        return as_filter(value)
 
     def _call_filter(self, where: str, filter: Tensor | None, params: dict) -> Tensor | None:
         """The filter for this call: None (the stored one, possibly just replaced) or a transient alias."""
@@ -55,7 +56,7 @@ class Blur(_FilterParameter, LinearPhysics):
                          implicit_backward_solver=implicit_backward_solver, **kwargs)
         if filter is None:
             raise ValueError("Blur: filter is required, e.g. physics.blur.gaussian_blur(sigma=1.0)")
-        store_tensor(self, "filter", Fn.check_filter(filter), device)
+        store_tensor(self, "filter", as_filter(filter), device)
         self.padding = Fn.normalise_padding(padding)
         self.use_fft = bool(use_fft)
 
@@ -156,7 +157,7 @@ class BlurFFT(_FilterParameter, LinearPhysics):
         super().__init__(noise_model=noise_model, **kwargs)
         if filter is None:
             raise ValueError("BlurFFT: filter is required, e.g. physics.blur.gaussian_blur(sigma=1.0)")
-        store_tensor(self, "filter", Fn.check_filter(filter), device)
+        store_tensor(self, "filter", as_filter(filter), device)
         self.img_size = tuple(img_size) if img_size is not None else None
 
     def _spectrum(self, like: Tensor, filter: Tensor | None = None) -> Tensor:

@@ -137,16 +137,20 @@ def conv_transpose2d(y: Tensor, filter: Tensor, padding: str = "valid") -> Tenso
     return pad_adjoint(p, h, w, padding)
 
 
-def centred_spectrum(filter: Tensor, size: tuple[int, int]) -> Tensor:
-    """rfft2 of the filter zero-padded to `size` with its centre (h//2, w//2) moved to pixel (0, 0):
-    the transfer function of a circular blur with Blur's centring convention. Taps beyond the image
-    wrap around (are added modulo the size), as they do when circular padding wraps the image."""
+def centred_filter(filter: Tensor, size: tuple[int, int]) -> Tensor:
+    """The filter zero-padded to `size` with its centre (h//2, w//2) moved to pixel (0, 0): the kernel of a
+    circular blur with Blur's centring convention. Taps beyond the image wrap around (are added modulo the
+    size), as they do when circular padding wraps the image."""
     h, w = filter.shape[-2:]
     H, W = size
     rows, cols = -(-h // H), -(-w // W)  # image-sized tiles the filter spans
     padded = F.pad(filter, (0, cols * W - w, 0, rows * H - h)).roll((-(h // 2), -(w // 2)), dims=(-2, -1))
-    folded = padded.reshape(*filter.shape[:-2], rows, H, cols, W).sum(dim=(-4, -2))
-    return torch.fft.rfft2(folded)
+    return padded.reshape(*filter.shape[:-2], rows, H, cols, W).sum(dim=(-4, -2))
+
+
+def centred_spectrum(filter: Tensor, size: tuple[int, int]) -> Tensor:
+    """rfft2 of `centred_filter`: the transfer function of a circular blur."""
+    return torch.fft.rfft2(centred_filter(filter, size))
 
 
 def _filter_spectrum(filter: Tensor, size: tuple[int, int]) -> Tensor:

@@ -5,6 +5,7 @@ one-line error, see `building.build`), and `pipeline.check_compatible` lets the 
 - every node with a `_target_` may only hold arguments of that target's constructor (typos fail);
 - the top level holds only known keys;
 - image channels (data) equal the denoiser's channels (algo), and are complex (2) for MRI physics;
+- a denoiser that takes the noise level as an input (DRUNet) gets one: algo.sigma_denoiser is set;
 - a predefined architecture (algo=modl, ...) brings its own network: no prior=/deq= beside it;
 - a checkpoint to resume from or to evaluate fits the model built from the configuration, and is read
   without running code (`weights_only=True`).
@@ -134,6 +135,7 @@ def check_config(cfg: DictConfig) -> None:
         if module is not None and key in module:
             raise ConfigError(f"module.{key} is set by train.py (from the algo/physics groups); remove it")
     _check_channels(cfg)
+    _check_noise_level(cfg)
     if not cfg.get("train", True) and not cfg.get("test", True):
         raise ConfigError("train=false and test=false: nothing to do")
     ckpt = cfg.get("ckpt_path")
@@ -160,6 +162,18 @@ def _denoiser_node(cfg: DictConfig) -> tuple[str, DictConfig] | None:
         if isinstance(node, DictConfig):
             return where, node
     return None
+
+
+def _check_noise_level(cfg: DictConfig) -> None:
+    """A prior's denoiser that takes σ as an input (DRUNet) needs the algorithm to give one."""
+    found, algo = _denoiser_node(cfg), cfg.get("algo")
+    if found is None or found[0] != "algo.prior.denoiser" or "_target_" not in found[1]:
+        return
+    target = _locate(str(found[1]._target_), found[0])
+    if getattr(target, "uses_sigma", False) is True and algo.get("sigma_denoiser") is None \
+            and algo.get("g_param") is None:
+        raise ConfigError(f"{found[0]}={target.__name__} takes the noise level as an input: set algo.sigma_denoiser "
+                          "(e.g. algo.sigma_denoiser=0.05; add sigma_denoiser to algo.trainable_params to learn it)")
 
 
 def _check_channels(cfg: DictConfig) -> None:

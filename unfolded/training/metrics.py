@@ -45,7 +45,10 @@ def ssim(x_hat: Tensor, x: Tensor) -> Tensor:
 
 
 def interior_margin(physics, x_shape: torch.Size) -> tuple[int, int]:
-    """Width (rows, columns) of the barely-measured ring: how much smaller A x is than x."""
+    """Width (rows, columns) of the barely-measured ring: how much smaller A x is than x, or what the physics
+    says when A changes the grid (Downsampling.interior_margin)."""
+    if hasattr(physics, "interior_margin"):
+        return tuple(physics.interior_margin(x_shape))
     out = None
     if hasattr(physics, "output_shape"):
         out = physics.output_shape(x_shape)
