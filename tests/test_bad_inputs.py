@@ -233,7 +233,7 @@ CASES = [
     ("cli-key-of-another-group", cli("max_steps=30"), SystemExit,
      r"^config error: unknown key 'max_steps'; did you mean trainer.max_steps\?$"),
     ("cli-key-of-another-option", cli("data.path=/tmp"), SystemExit,
-     r"^config error: unknown key 'data.path'; data.path exists with data=folder$"),
+     r"^config error: unknown key 'data.path'; data.path exists with data=fastmri or data=folder$"),
     ("cli-kernel-larger-than-crops", cli("physics.filter.sigma=3"), ConfigError,
      r"^physics leaves no interior in the 32x32 training crops: its output is 22x22 pixels smaller .*"
      r"data.crop_size > 44"),

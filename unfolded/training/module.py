@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from . import baselines, evaluation
 from .errors import TrainingDiverged
 from .metrics import crop, image_metrics, interior_margin
-from .simulation import INITS, Simulator, initial_estimate
+from .simulation import INITS, initial_estimate, measurements
 from .stats import SolverStats
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class UnfoldedModule(pl.LightningModule):
         _one_of("on_nonfinite_loss", on_nonfinite_loss, ("stop", "skip"))
         self.model = model
         # not a submodule: the state dict is the model's. train_noise_seed None: unseeded training noise.
-        self.simulator = Simulator(physics, train_noise_seed, eval_seed)
+        self.simulator = measurements(physics, train_noise_seed, eval_seed)
         self.loss_fn = loss if loss is not None else nn.MSELoss()
         self.optimizer_factory = optimizer if optimizer is not None else (lambda p: torch.optim.Adam(p, lr=1e-3))
         self.scheduler_factory, self.scheduler_interval = scheduler, scheduler_interval
@@ -95,8 +95,7 @@ class UnfoldedModule(pl.LightningModule):
 
     # --- training ---------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> Tensor | None:
-        x = batch["image"]
-        physics, y = self.simulator.training(x, batch["index"])
+        x, physics, y = self.simulator.batch(batch, "train")
         x_hat = self(y, physics)
         loss = self._loss(x_hat, x, physics)
         # DEQConfig(jacobian_reg=w): w·‖∂T/∂x‖²_F at x*, which keeps the fixed-point map contractive
@@ -205,8 +204,8 @@ class UnfoldedModule(pl.LightningModule):
             return
         triples = []
         for batch in dm.eval_dataloader("val", shard=False):
-            x = batch["image"].to(self.device)
-            physics, y = self.simulator.evaluation(x, batch["index"], "val")
+            batch = self.transfer_batch_to_device(batch, self.device, 0)
+            x, physics, y = self.simulator.batch(batch, "val")
             triples.append((x, y, physics))
         t = self.tikhonov
         with torch.no_grad():
@@ -215,8 +214,7 @@ class UnfoldedModule(pl.LightningModule):
         log.info("Tikhonov baseline: lambda=%.4g, validation interior PSNR %.2f dB", lam, score)
 
     def _evaluate(self, batch: dict, split: str):
-        x = batch["image"]
-        physics, y = self.simulator.evaluation(x, batch["index"], split)
+        x, physics, y = self.simulator.batch(batch, split)
         x_hat, per_iter = evaluation.reconstruct(self.model, y, physics, initial_estimate(self.init, y, physics), x)
         return x, y, physics, x_hat, per_iter, interior_margin(physics, x.shape)
 

@@ -27,8 +27,8 @@ def check_compatible(model: torch.nn.Module, physics: PhysicsBank, cfg: DictConf
     a model/physics mismatch (e.g. e2e-varnet without MRI, complex models on real images) is the model's
     own one-line error at start-up, not a traceback mid-training. The RNG state is left as it was."""
     data = cfg.get("data") or {}
-    if not (data.get("channels") and data.get("crop_size")):
-        return
+    if not (data.get("channels") and data.get("crop_size")) or not hasattr(physics, "example"):
+        return  # (measured data have no simulated example: their physics is per slice)
     size = (int(data.channels), int(data.crop_size), int(data.crop_size))
     op = physics.example(size)
     mh, mw = interior_margin(op, (1, *size))

@@ -45,8 +45,27 @@ class Simulator:
         seeds = [seeding.training_seed(self.train_noise_seed, n) for n in numbers.tolist()]
         return physics, seeding.per_sample(physics, x, seeds)
 
+    def batch(self, batch: dict, split: str) -> tuple[Tensor, object, Tensor]:
+        """(x, physics, y) of a batch {"image", "index"} of `split` ('train', 'val' or 'test'): the interface
+        the module uses, shared with the measurements of real k-space (`kspace_measurements.py`)."""
+        if "kspace" in batch:  # measured data must not be re-simulated from its reference image
+            raise ValueError("the batches hold measured k-space (data=fastmri): use physics=fastmri, which measures "
+                             "them, instead of a simulated physics")
+        x = batch["image"]
+        physics, y = (self.training(x, batch["index"]) if split == "train"
+                      else self.evaluation(x, batch["index"], split))
+        return x, physics, y
+
     def evaluation(self, x: Tensor, numbers: Tensor, split: str) -> tuple[object, Tensor]:
         """(physics, y) for evaluation images with these numbers in `split` ('val' or 'test')."""
         physics = self.physics_for(x)
         seeds = [seeding.evaluation_seed(self.eval_seed, split, i) for i in numbers.tolist()]
         return physics, seeding.per_sample(physics, x, seeds)
+
+
+def measurements(physics, train_noise_seed: int | None, eval_seed: int):
+    """The run's source of measurements: a physics that measures real data itself (it has
+    `measurements(train_seed, eval_seed)`, e.g. `KspacePhysics`), else a `Simulator` of y = physics(x)."""
+    if callable(getattr(physics, "measurements", None)):
+        return physics.measurements(train_noise_seed, eval_seed)
+    return Simulator(physics, train_noise_seed, eval_seed)
