@@ -43,7 +43,9 @@ def build(node: DictConfig, what: str, **kwargs):
 
 
 def _locate(path: str):
-    """The object a dotted path names, by importing its longest importable module prefix."""
+    """The object a dotted path names, by importing its longest importable module prefix. (Hydra's
+    `get_object` does the same but logs a multi-line error for each path it cannot find, and a refused
+    target must stay a one-line error.)"""
     parts = path.split(".")
     for cut in range(len(parts), 0, -1):
         try:
