@@ -139,10 +139,11 @@ def module_arguments(checkpoint_path, hparams_file=None, weights_only=None, **kw
                                   "settings with keywords instead")
     path = model_files.checkpoint_in(Path(checkpoint_path))
     if "model" not in kwargs or "physics" not in kwargs:
-        rec = from_model_file(model_files.from_checkpoint(path), str(path))
+        ckpt = model_files.read_checkpoint(str(path))
+        rec = from_model_file(model_files.of_checkpoint(ckpt, path), str(path))
         kwargs.setdefault("model", rec.model)
         kwargs.setdefault("physics", rec.physics_bank)
-        settings = dict(model_files.read_checkpoint(str(path))["unfolded_config"].get("module") or {})
+        settings = dict(ckpt["unfolded_config"].get("module") or {})
         settings.pop("_target_", None)
         check_targets(settings, str(path), "module", trusted=("torch.nn", "torch.optim"))
         from hydra.utils import instantiate

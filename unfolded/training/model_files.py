@@ -70,7 +70,11 @@ def _run_results(ckpt_path: Path, step: int | None) -> dict | None:
 
 def from_checkpoint(path: str | Path) -> ModelFile:
     ckpt_path = checkpoint_in(Path(path))
-    ckpt = read_checkpoint(str(ckpt_path))
+    return of_checkpoint(read_checkpoint(str(ckpt_path)), ckpt_path)
+
+
+def of_checkpoint(ckpt: dict, ckpt_path: Path) -> ModelFile:
+    """The model file of a checkpoint already read (`read_checkpoint`) from `ckpt_path`."""
     run_config = ckpt.get("unfolded_config")
     if not isinstance(run_config, dict):
         raise ConfigError(f"{ckpt_path}: a checkpoint without the run's configuration (unfolded_config); it was "
@@ -94,14 +98,13 @@ def export(model_file: ModelFile, path: str | Path) -> Path:
 
 
 def from_export(path: str | Path) -> ModelFile:
-    from safetensors import SafetensorError
-    from safetensors.torch import load
+    from safetensors import SafetensorError, safe_open
 
     try:
-        raw = Path(path).read_bytes()
-        state = load(raw)
-        metadata = _metadata(raw)
-    except (OSError, SafetensorError, ValueError) as e:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            state = {key: f.get_tensor(key) for key in f.keys()}
+    except (OSError, SafetensorError) as e:
         raise ConfigError(f"{path}: cannot be read as an exported model ({type(e).__name__}: {e})") from None
     if metadata.get("format") != FORMAT:
         raise ConfigError(f"{path}: not an unfolded model file (format {metadata.get('format')!r}, "
@@ -111,14 +114,6 @@ def from_export(path: str | Path) -> ModelFile:
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: its configuration is not valid YAML ({e})") from None
     return ModelFile(config, state, info or {})
-
-
-def _metadata(raw: bytes) -> dict[str, str]:
-    """The `__metadata__` of a safetensors file: its header is 8 bytes of length, then JSON."""
-    n = int.from_bytes(raw[:8], "little")
-    if n <= 0 or n > len(raw) - 8:
-        raise ValueError("bad header length")
-    return json.loads(raw[8:8 + n]).get("__metadata__") or {}
 
 
 def read(path: str | Path) -> ModelFile:
