@@ -14,6 +14,7 @@ from lightning.pytorch.loggers import WandbLogger
 from . import report
 from .atomic import write_atomically
 from .evaluation import learned_parameters
+from .images import to_uint8
 from .logs import echo
 from .metrics import display_image, measures_kspace
 
@@ -59,12 +60,6 @@ class MetricHistory(pl.Callback):
         self.val = list(state_dict.get("val", []))
 
 
-def _to_uint8(img: torch.Tensor) -> np.ndarray:
-    arr = img.detach().float().clamp(0, 1).cpu().numpy()
-    arr = np.transpose(arr, (1, 2, 0)) if arr.shape[0] in (1, 3) else arr[0][..., None]
-    return (arr * 255).round().astype(np.uint8)
-
-
 def _same_size(images: dict[str, torch.Tensor]) -> list[np.ndarray]:
     """Panels as uint8 arrays; a smaller measurement (valid blur) is centred on a black canvas."""
     h = max(v.shape[-2] for v in images.values())
@@ -74,7 +69,7 @@ def _same_size(images: dict[str, torch.Tensor]) -> list[np.ndarray]:
         dh, dw = h - v.shape[-2], w - v.shape[-1]
         if dh or dw:
             v = torch.nn.functional.pad(v, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
-        out.append(_to_uint8(v))
+        out.append(to_uint8(v))
     return out
 
 

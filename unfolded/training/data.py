@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from .errors import ConfigError
-from .images import CHANNELS, IMAGE_EXTENSIONS, bundled_loaders, center_crop, resize_short_side, to_tensor
+from .images import CHANNELS, IMAGE_EXTENSIONS, bundled_loaders, center_crop, read_picture, resize_short_side, to_tensor
 from .samples import FixedImages, RandomCrops, ResumableLoader, SampleNumbers
 
 
@@ -210,16 +210,10 @@ class FolderDataModule(ImageDataModule):
                 "test": files[len(files) - n_test:]}
 
     def load_split(self, split):
-        from PIL import Image
-
         out = []
         for f in self.files[split]:
             try:
-                with Image.open(f) as im:
-                    im = im.convert("RGB") if im.mode not in ("L", "I;16", "I", "F") else im
-                    arr = np.asarray(im)
-                    if im.mode in ("I;16", "I"):
-                        arr = arr.astype(np.float32) / (65535.0 if im.mode == "I;16" else max(float(arr.max()), 1.0))
+                arr = read_picture(f)
             except OSError as e:
                 raise ConfigError(f"cannot read image {f}: {e}") from None
             out.append((f"{split}/{f.name}", arr))

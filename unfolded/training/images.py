@@ -1,5 +1,6 @@
-"""Pictures as tensors: the bundled ones (scikit-image's, and matplotlib's MRI slice), conversion of any
-image array to (channels, H, W) in [0, 1], resizing and centre crops. No network, ever.
+"""Pictures as tensors: the bundled ones (scikit-image's, and matplotlib's MRI slice), picture files read and
+written, conversion of any image array to (channels, H, W) in [0, 1], resizing and centre crops. No network,
+ever.
 
 `channels`: 1 grayscale, 3 colour, or 2 complex for MRI: a grayscale picture is the magnitude of a
 complex image with zero phase, stored as (real, imaginary) = (picture, 0).
@@ -11,10 +12,40 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .atomic import write_atomically
 from .errors import ConfigError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 CHANNELS = "1 (grayscale), 2 (complex, for MRI) or 3 (colour)"
+
+
+def read_picture(path) -> np.ndarray:
+    """A picture file as an array for `to_tensor`: grayscale or RGB; 16-bit pictures as floats in [0, 1].
+    Raises OSError for a file that is not a readable picture."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB") if im.mode not in ("L", "I;16", "I", "F") else im
+        arr = np.asarray(im)
+        if im.mode in ("I;16", "I"):
+            arr = arr.astype(np.float32) / (65535.0 if im.mode == "I;16" else max(float(arr.max()), 1.0))
+    return arr
+
+
+def to_uint8(img: Tensor) -> np.ndarray:
+    """An image (1 or 3, H, W) in [0, 1] as an (H, W, 1 or 3) uint8 array."""
+    arr = img.detach().float().clamp(0, 1).cpu().numpy()
+    arr = np.transpose(arr, (1, 2, 0)) if arr.shape[0] in (1, 3) else arr[0][..., None]
+    return (arr * 255).round().astype(np.uint8)
+
+
+def write_png(path, img: Tensor):
+    """An image (1 or 3, H, W) in [0, 1] as an 8-bit PNG, written atomically; returns the path."""
+    from PIL import Image
+
+    arr = to_uint8(img)
+    arr = np.ascontiguousarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
+    return write_atomically(path, lambda f: Image.fromarray(arr).save(f, format="PNG"))
 
 
 def mri_slice() -> np.ndarray:

@@ -1,14 +1,14 @@
 """The files `predict.py` reads and writes.
 
-Inputs: pictures (PNG/TIFF/JPEG, 8 or 16 bits) and arrays (`.npy` read without pickles, `.pt` read with
-`weights_only=True`): (H, W) or (C, H, W) real, or complex; MRI k-space as complex (H, W) / (coils, H, W)
-or real (2, H, W) / (2, coils, H, W). Outputs, written atomically: `<stem>.npy` (float32, (H, W) for one
-channel, else (C, H, W); a complex image for MRI) and `<stem>.png` (clamped to [0, 1]; MRI: magnitude).
+Inputs: pictures (`images.IMAGE_EXTENSIONS`: PNG, TIFF, JPEG, ...; 8 or 16 bits) and arrays (`.npy` read
+without pickles, `.pt` read with `weights_only=True`): (H, W) or (C, H, W) real, or complex; MRI k-space
+as complex (H, W) / (coils, H, W) or real (2, H, W) / (2, coils, H, W). Outputs, written atomically:
+`<stem>.npy` (float32, (H, W) for one channel, else (C, H, W); a complex image for MRI) and `<stem>.png`
+(clamped to [0, 1]; MRI: magnitude).
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +17,10 @@ from torch import Tensor
 
 from .atomic import write_atomically
 from .errors import ConfigError
-from .images import to_tensor
+from .images import IMAGE_EXTENSIONS, read_picture, to_tensor, write_png
 from .metrics import display_image
 
-PICTURES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+PICTURES = IMAGE_EXTENSIONS
 ARRAYS = (".npy", ".pt")
 
 
@@ -49,15 +49,6 @@ def _array(path: Path) -> np.ndarray:
     return t.numpy()
 
 
-def _picture(path: Path) -> np.ndarray:
-    import imageio.v3 as iio
-
-    img = iio.imread(path)  # keeps the bit depth: uint8 or uint16
-    if img.ndim == 3 and img.shape[0] in (1, 3, 4) and img.shape[-1] not in (1, 3, 4):
-        img = np.moveaxis(img, 0, -1)  # planar TIFF
-    return img
-
-
 def read_input(path: Path, channels: int, kspace: bool) -> Tensor:
     """One input as a tensor: an image (channels, H, W) in the model's channel layout, or k-space in the
     physics' layout ((2, H, W) single-coil, (2, coils, H, W) multi-coil)."""
@@ -65,7 +56,7 @@ def read_input(path: Path, channels: int, kspace: bool) -> Tensor:
     if suffix in PICTURES:
         if kspace:
             raise ValueError("a picture is not k-space: give MRI measurements as .npy/.pt, or simulate=true")
-        return to_tensor(_picture(path), channels)
+        return to_tensor(read_picture(path), channels)
     arr = _array(path)
     if np.iscomplexobj(arr):
         t = torch.from_numpy(np.ascontiguousarray(arr)).to(torch.complex64)
@@ -95,19 +86,6 @@ def write_output(folder: Path, stem: str, x_hat: Tensor) -> list[Path]:
         arr = torch.complex(x[0], x[1]).numpy().astype(np.complex64)
     else:
         arr = (x[0] if x.shape[0] == 1 else x).numpy().astype(np.float32)
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    npy = write_atomically(folder / f"{stem}.npy", lambda f: f.write(buf.getvalue()))
-    png = write_atomically(folder / f"{stem}.png", lambda f: f.write(png_bytes(display_image(x))))
+    npy = write_atomically(folder / f"{stem}.npy", lambda f: np.save(f, arr, allow_pickle=False))
+    png = write_png(folder / f"{stem}.png", display_image(x))
     return [npy, png]
-
-
-def png_bytes(img: Tensor) -> bytes:
-    """An image (1 or 3, H, W) in [0, 1] as 8-bit PNG bytes."""
-    from PIL import Image
-
-    a = (img.clamp(0, 1) * 255).round().to(torch.uint8)
-    a = a[0].numpy() if a.shape[0] == 1 else a.permute(1, 2, 0).numpy()
-    buf = io.BytesIO()
-    Image.fromarray(a).save(buf, format="PNG")
-    return buf.getvalue()

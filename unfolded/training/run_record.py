@@ -11,10 +11,10 @@ import math
 from pathlib import Path
 
 import lightning.pytorch as pl
-import numpy as np
 
 from .atomic import write_atomically
-from .callbacks import MetricHistory, _to_uint8
+from .callbacks import MetricHistory
+from .images import write_png
 
 RECORD_FILE = "metrics.json"
 EXAMPLES_DIR = "examples"
@@ -75,17 +75,12 @@ class RunRecord(pl.Callback):
 
     def _save_examples(self, trainer, pl_module) -> None:
         """The first test image of the report: measurement, reconstructions and target as PNGs."""
-        from PIL import Image
-
         rec = next((r for r in pl_module.results.test_records if "images" in r), None)
         if rec is None or not trainer.is_global_zero:
             return
         folder = self._folder(trainer) / EXAMPLES_DIR
         for name, img in rec["images"].items():
-            arr = _to_uint8(img)
-            arr = arr[..., 0] if arr.shape[-1] == 1 else arr
-            write_atomically(folder / f"{name}.png", lambda f, a=arr: Image.fromarray(np.ascontiguousarray(a)).save(
-                f, format="PNG"))
+            write_png(folder / f"{name}.png", img)
         caption = {"image": rec["name"], **{k: _number(v) for k, v in rec.items() if k.endswith("psnr")}}
         text = json.dumps(caption, indent=1).encode()
         write_atomically(folder / "examples.json", lambda f: f.write(text))
