@@ -18,6 +18,11 @@ from torch import Tensor
 
 from .metrics import crop, interior_margin, measures_kspace, psnr
 
+# How the Tikhonov baseline is tuned and solved: the defaults of the module's `tikhonov_*` arguments, also
+# used by predict.py for a stored configuration that lacks them
+TIKHONOV_DEFAULTS = {"lambdas": (1e-4, 3.16e-4, 1e-3, 3.16e-3, 1e-2, 3.16e-2, 1e-1, 3.16e-1, 1.0), "refine": 4,
+                     "tol": 1e-8, "max_iter": 2000}
+
 
 def tikhonov(physics, y: Tensor, x_shape: torch.Size, lam: float, tol: float = 1e-8,
              max_iter: int = 2000) -> Tensor:

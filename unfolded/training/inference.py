@@ -20,6 +20,7 @@ from . import evaluation, model_files
 from .building import build_model, build_physics, check_targets
 from .errors import ConfigError
 from .physics_bank import PhysicsBank
+from .seeding import EVAL_SEED
 from .simulation import INITS, Simulator, initial_estimate
 
 
@@ -56,7 +57,7 @@ class Reconstructor(nn.Module):
         """(physics, y) for clean images x, with noise drawn as the training's test split draws it (image i of
         the batch is test image `first_index` + i under `seed`, by default the training's `eval_seed`)."""
         if seed is None:
-            seed = int(self.config.get("module", {}).get("eval_seed", 1234))
+            seed = int(self.config.get("module", {}).get("eval_seed", EVAL_SEED))
         simulator = Simulator(self.physics_bank, None, seed)
         numbers = torch.arange(first_index, first_index + x.shape[0])
         return simulator.evaluation(x, numbers, "test")

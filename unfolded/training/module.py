@@ -23,12 +23,13 @@ from torch import Tensor, nn
 from . import baselines, evaluation
 from .errors import TrainingDiverged
 from .metrics import crop, image_metrics, interior_margin
+from .seeding import EVAL_SEED
 from .simulation import INITS, initial_estimate, measurements
 from .stats import SolverStats
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LAMBDAS = (1e-4, 3.16e-4, 1e-3, 3.16e-3, 1e-2, 3.16e-2, 1e-1, 3.16e-1, 1.0)
+TIKHONOV = baselines.TIKHONOV_DEFAULTS
 
 
 def _one_of(name: str, value, allowed: Sequence[str]) -> None:
@@ -48,11 +49,11 @@ class UnfoldedModule(pl.LightningModule):
         loss_region: str = "interior",
         full_loss_weight: float = 0.1,
         init: str = "mean_fill",
-        eval_seed: int = 1234,
-        tikhonov_lambdas: Sequence[float] = DEFAULT_LAMBDAS,
-        tikhonov_refine: int = 4,
-        tikhonov_tol: float = 1e-8,
-        tikhonov_max_iter: int = 2000,
+        eval_seed: int = EVAL_SEED,
+        tikhonov_lambdas: Sequence[float] = TIKHONOV["lambdas"],
+        tikhonov_refine: int = TIKHONOV["refine"],
+        tikhonov_tol: float = TIKHONOV["tol"],
+        tikhonov_max_iter: int = TIKHONOV["max_iter"],
         log_params_every_n_steps: int = 1,
         num_report_images: int = 3,
         train_noise_seed: int | None = 0,

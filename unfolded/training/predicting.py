@@ -70,9 +70,8 @@ def run(cfg: DictConfig) -> int:
 
 def score(rec, simulated: list, out: Path) -> None:
     """The model beside Aᵀy and Tikhonov on the simulated measurements: table, metrics.json, report.png."""
-    t = {"lambdas": [1e-4, 1e-3, 1e-2, 1e-1, 1.0], "refine": 4, "tol": 1e-8, "max_iter": 2000}
-    t.update({k.removeprefix("tikhonov_"): v for k, v in rec.config.get("module", {}).items()
-              if k.startswith("tikhonov_")})
+    t = {**baselines.TIKHONOV_DEFAULTS, **{k.removeprefix("tikhonov_"): v for k, v in
+                                           rec.config.get("module", {}).items() if k.startswith("tikhonov_")}}
     with torch.no_grad():
         lam, _, _ = baselines.tune_tikhonov([(x, y, p) for _, x, y, p, _, _ in simulated], t["lambdas"],
                                             t["refine"], t["tol"], t["max_iter"])

@@ -17,6 +17,7 @@ from torch import Tensor
 
 STRIDE = 1_000_000_007  # separates the streams of different seeds (a prime above any sample number)
 SPLIT_OFFSET = {"val": 0, "test": 1_000_003}
+EVAL_SEED = 1234  # default `module.eval_seed`
 
 
 def training_seed(stream: int, n: int) -> int:
