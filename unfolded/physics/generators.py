@@ -62,6 +62,20 @@ class PhysicsGenerator(nn.Module):
     def _draw(self, batch_size: int, rng: torch.Generator, **overrides) -> dict[str, Tensor]:
         raise NotImplementedError
 
+    def __getstate__(self):
+        """Picklable into spawned processes (DDP-spawn). A torch.Generator pickles its state as a temporary
+        tensor, which torch.multiprocessing shares by a file descriptor that is closed before the child reads
+        it; the state travels as bytes instead, and the generator is rebuilt on arrival."""
+        state = dict(super().__getstate__())
+        state["rng"] = (str(self.rng.device), self.rng.get_state().numpy().tobytes())
+        return state
+
+    def __setstate__(self, state):
+        device, rng_state = state["rng"]
+        state["rng"] = torch.Generator(device=device)
+        state["rng"].set_state(torch.frombuffer(bytearray(rng_state), dtype=torch.uint8))
+        super().__setstate__(state)
+
     def rng_manual_seed(self, seed: int | str | None = None) -> None:
         """Reseed `rng` (a string is hashed to a seed, as in the reference); None leaves it as it is."""
         if seed is None:
