@@ -46,10 +46,13 @@ class Floor(torch.nn.Module):
 
 def _simulated_step(spec: dict, model, x):
     """A training step that also simulates its batch as training does (unfolded.training.simulation): the
-    run's one operator ("fixed": a 15x15 Gaussian kernel, noise 0.03) or, per sample, a Gaussian or motion
-    kernel of the same size and a noise level in [0.01, 0.05] ("per_sample", physics=blur_random's generator);
-    fresh sample numbers at every step, as in training."""
+    run's one operator ("fixed": a 15x15 Gaussian kernel, noise 0.03, each sample simulated alone as training
+    does today; "fixed_batched": the same operator applied once to the batch, as the per-sample path does) or,
+    per sample, a Gaussian or motion kernel of the same size and a noise level in [0.01, 0.05] ("per_sample",
+    physics=blur_random's generator); fresh sample numbers at every step, as in training."""
     from unfolded.physics.generators import GaussianBlurGenerator, GeneratorMixture, MotionBlurGenerator, SigmaGenerator
+    from unfolded.training import seeding
+    from unfolded.training.operators import measure
     from unfolded.training.simulation import Simulator
 
     kernels = GeneratorMixture([GaussianBlurGenerator(15, 0.5, 2.5, isotropic=False, angle_max=180),
@@ -67,7 +70,10 @@ def _simulated_step(spec: dict, model, x):
             p.grad = None
         numbers = torch.arange(first[0], first[0] + x.shape[0])
         first[0] += x.shape[0]
-        physics_b, y = simulator.training(x, numbers)
+        if spec["simulate"] == "fixed_batched":
+            physics_b, y = physics, measure(physics, x, [seeding.training_seed(0, n) for n in numbers.tolist()])
+        else:
+            physics_b, y = simulator.training(x, numbers)
         loss = (model(y, physics_b) - x).pow(2).mean()
         loss.backward()
         return loss

@@ -170,3 +170,19 @@ def test_mismatched_generators_and_grids_are_one_line_start_up_errors(overrides,
     with pytest.raises(ConfigError, match=pattern) as info:
         run(compose([*overrides, "debug=fast"], tmp_path))
     assert "\n" not in str(info.value)
+
+
+def test_pretrained_denoiser_file_loads_into_the_prior(tmp_path):
+    from unfolded.models import DRUNet
+    from unfolded.training.pretrain_denoiser import main, pretrain
+
+    small = ["data.crop_size=32", "data.image_size=64", "data.eval_size=48", "data.batch_size=2"]
+    out = tmp_path / "drunet.pt"
+    assert main([str(out), *small, "--steps", "2"]) == 0
+    net = DRUNet(1, 1, nc=(16, 32, 64, 128), nb=1, pretrained=str(out))  # conf/prior/drunet.yaml's sizes
+    state = torch.load(out, weights_only=True)
+    assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
+    again = pretrain(small, steps=2, sigma_min=0.005, sigma_max=0.1, lr=1e-3, seed=0)
+    assert all(torch.equal(v, state[k]) for k, v in again.state_dict().items())  # seeded: the same network
+    with pytest.raises(ValueError, match=r"DnCNN does not take the noise level as an input"):
+        pretrain(["prior=dncnn_small", *small], steps=1, sigma_min=0.01, sigma_max=0.1, lr=1e-3, seed=0)
