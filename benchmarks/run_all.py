@@ -2,6 +2,7 @@
 
 import bench_cg_iterations
 import bench_deq
+import bench_fastmri_maps
 import bench_floor_ratios
 import bench_implicit_memory
 import bench_modl_memory
@@ -14,3 +15,4 @@ if __name__ == "__main__":
     bench_cg_iterations.main()
     bench_modl_memory.main()
     bench_per_sample.main()
+    bench_fastmri_maps.main()

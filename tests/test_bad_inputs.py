@@ -161,9 +161,9 @@ CASES = [
     ("anderson-beta", lib(lambda: DEQConfig(anderson_acceleration_forward=True, beta_anderson_acc_forward=2.0)),
      ValueError, r"Anderson beta must be in \(0, 1\], got 2.0"),
     # --- command line: keys and groups ---
-    ("cli-unknown-group-option", cli("algo=fista"), SystemExit,
-     r"config error: .*Could not find 'algo/fista'; available options in 'algo': admm e2e_varnet gd hqs modl pdnet "
-     r"pgd varnet"),
+    ("cli-unknown-group-option", cli("algo=ista"), SystemExit,
+     r"config error: .*Could not find 'algo/ista'; available options in 'algo': admm drs e2e_varnet fista gd hqs "
+     r"modl pdcp pdnet pgd varnet"),
     ("cli-override-of-missing-key", cli("algo.stepsiz=0.5"), SystemExit,
      r"config error: unknown key 'algo.stepsiz'; did you mean algo.stepsize\?$"),
     ("cli-unknown-constructor-key", cli("+algo.stepsiz=0.5"), ConfigError,
@@ -233,7 +233,7 @@ CASES = [
     ("cli-key-of-another-group", cli("max_steps=30"), SystemExit,
      r"^config error: unknown key 'max_steps'; did you mean trainer.max_steps\?$"),
     ("cli-key-of-another-option", cli("data.path=/tmp"), SystemExit,
-     r"^config error: unknown key 'data.path'; data.path exists with data=folder$"),
+     r"^config error: unknown key 'data.path'; data.path exists with data=fastmri or data=folder$"),
     ("cli-kernel-larger-than-crops", cli("physics.filter.sigma=3"), ConfigError,
      r"^physics leaves no interior in the 32x32 training crops: its output is 22x22 pixels smaller .*"
      r"data.crop_size > 44"),

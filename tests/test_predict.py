@@ -188,3 +188,31 @@ def test_complex_kspace_inputs_are_read_in_the_physics_layout(tmp_path):
     (tmp_path / "k3.pt").write_bytes(buf.getvalue())
     with pytest.raises(ValueError, match=r"real k-space must be \(2, H, W\)"):
         read_input(tmp_path / "k3.pt", 2, kspace=True)
+
+
+def test_the_zoo_ships_every_recipe_small_and_with_its_test_results():
+    from unfolded.training import zoo
+
+    files = [zoo.zoo_path(name) for name in zoo.RECIPES]
+    assert sum(f.stat().st_size for f in files) < 5e6
+    for name in zoo.RECIPES:
+        rec = unfolded.load(f"zoo:{name}")
+        summary = rec.info["test_summary"]
+        assert summary["model/psnr"] > summary["adjoint/psnr"] + 0.5, name  # it learned something
+        assert rec.info["task_name"] == name
+
+
+def test_mri_kspace_measurements_give_a_complex_image(tmp_path):
+    """zoo:modl_mri on complex k-space (H, W) from a file: the output is the complex image, as in evaluation."""
+    rec = unfolded.load("zoo:modl_mri")
+    x = torch.zeros(1, 2, 64, 64)
+    x[:, 0, 16:48, 16:48] = 0.8
+    physics, y = rec.simulate(x)
+    np.save(tmp_path / "k.npy", torch.complex(y[0, 0], y[0, 1]).numpy())
+    res = predict("ckpt_path=zoo:modl_mri", f"input={tmp_path / 'k.npy'}", f"output={tmp_path / 'out'}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = np.load(tmp_path / "out" / "k.npy")
+    assert out.dtype == np.complex64 and out.shape == (64, 64)
+    with torch.no_grad():
+        expected = rec(y, physics)[0]
+    assert np.abs(out - torch.complex(expected[0], expected[1]).numpy()).max() < 1e-5

@@ -23,6 +23,40 @@ def test_fast_dev_run_every_combination(algo, physics, tmp_path):
     assert (tmp_path / "report.png").is_file() and (tmp_path / "results.json").is_file()
 
 
+# FISTA/DRS/PDCP and the classical priors (issue #21). The default suite runs every new algorithm with every
+# classical prior and with the default DnCNN prior, each physics at least once, and the classical priors in the
+# older algorithms; the rest of the product is `slow`. TV solves are capped at 100 iterations here (speed).
+NEW_ALGOS, CLASSICAL = ["fista", "drs", "pdcp"], ["tv", "wavelet"]
+FAST_PRIOR_RUNS = [("fista", "tv", "blur"), ("fista", "wavelet", "inpainting"), ("drs", "tv", "blur_fft"),
+                   ("drs", "wavelet", "denoise"), ("pdcp", "tv", "inpainting"), ("pdcp", "wavelet", "blur"),
+                   ("pgd", "tv", "denoise"), ("hqs", "wavelet", "blur_fft"), ("admm", "tv", "blur"),
+                   ("fista", "dncnn_small", "denoise"), ("drs", "dncnn_small", "blur"),
+                   ("pdcp", "dncnn_small", "blur_fft"), ("pdcp", "wavelet", "sr")]
+ALL_PRIOR_RUNS = [(a, p, ph) for a in ["pgd", "hqs", "admm", *NEW_ALGOS] for p in CLASSICAL for ph in [*PHYSICS, "sr"]]
+ALL_PRIOR_RUNS += [(a, "dncnn_small", ph) for a in NEW_ALGOS for ph in [*PHYSICS, "sr"]]
+
+
+@pytest.mark.parametrize("algo,prior,physics", [pytest.param(*run_, marks=() if run_ in FAST_PRIOR_RUNS else
+                                                             pytest.mark.slow) for run_ in ALL_PRIOR_RUNS])
+def test_fast_dev_run_new_algorithms_and_priors(algo, prior, physics, tmp_path):
+    extra = ["algo.prior.n_it_max=100"] if prior == "tv" else []
+    cfg = compose([f"algo={algo}", f"prior={prior}", f"physics={physics}", "debug=fast", "algo.max_iter=2", *extra,
+                   *QUIET], tmp_path)
+    _, metrics = run(cfg)
+    assert metrics["global_step"] == 1 and "test/psnr" in metrics
+
+
+def test_fast_dev_run_learned_thresholds_and_gd_refusal(tmp_path):
+    cfg = compose(["algo=pgd", "prior=wavelet", "physics=denoise", "debug=fast", "algo.max_iter=2",
+                   "algo.lambda_reg=[0.5,0.2]", "algo.trainable_params=[stepsize,lambda_reg]", *QUIET], tmp_path)
+    _, metrics = run(cfg)
+    assert "test/psnr" in metrics and "lambda_reg" in (tmp_path / "results.json").read_text()
+    from unfolded.training.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="algo=gd wraps the prior's denoiser in RED.*use it with algo=pgd"):
+        run(compose(["algo=gd", "prior=tv", "debug=fast", *QUIET], tmp_path / "gd"))
+
+
 @pytest.mark.parametrize("deq", ["fixed_point", "anderson"])
 def test_fast_dev_run_deq(deq, tmp_path):
     cfg = compose(["algo=pgd", "physics=denoise", f"deq={deq}", "debug=fast", "algo.max_iter=3", *QUIET], tmp_path)

@@ -129,7 +129,7 @@ def test_one_line_messages():
     assert msg("trainer.max_step") == "unknown key 'trainer.max_step'; did you mean trainer.max_steps or " \
                                       "trainer.max_epochs?"
     assert msg("max_steps") == "unknown key 'max_steps'; did you mean trainer.max_steps?"
-    assert msg("data.path") == "unknown key 'data.path'; data.path exists with data=folder"
+    assert msg("data.path") == "unknown key 'data.path'; data.path exists with data=fastmri or data=folder"
     assert msg("module.loss.foo") == "unknown key 'module.loss.foo'"  # MSELoss takes no other keyword
     assert msg("logger.wandb.foo").endswith("to add a new key on purpose, use +logger.wandb.foo")  # **kwargs
 

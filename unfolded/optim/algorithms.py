@@ -67,15 +67,11 @@ class ADMM(BaseOptim):
 
     supports_deq = False
 
-    def init_from(self, x0, rest):
+    def init_from(self, x0, rest, y):
         if rest:
             raise NotImplementedError("ADMM: an initialisation with dual variables (x0, z0, ...) is not supported "
                                       "(this ADMM starts z0 = w0 = x0); give x0 alone")
         return (x0, x0, x0)
-
-    def init_state(self, y, physics, init=None):
-        state = super().init_state(y, physics, init)
-        return state if len(state) == 3 else (state[0],) * 3
 
     def step(self, state, y, physics, k):
         _, z, w = state

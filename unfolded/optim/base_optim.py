@@ -15,10 +15,10 @@ from torch import Tensor, nn
 
 from ..metrics import psnr
 from ..physics.base import LinearPhysics, check_measurement_values, check_physics, refuse_forward_keywords
-from ..solvers.cg import SolverLog, record_solves
+from ..solvers.cg import SolverLog, _caller_depth, record_solves
 from .data_fidelity import L2, DataFidelity
 from .deq import AndersonAccelerationConfig, DEQConfig, anderson_config, deq_config, run_deq
-from .hyperparams import HYPERPARAMETERS, canonical_names, merge_params_algo, parse_values, restore_exact
+from .hyperparams import HYPERPARAMETERS, canonical_names, is_default, merge_params_algo, parse_values, restore_exact
 from .options import (
     as_list,
     at_iteration,
@@ -50,6 +50,10 @@ class BaseOptim(nn.Module):
 
     needs_prox = True  # the prior step is a prox (PGD, HQS, ADMM) or a gradient (GD)
     supports_deq = True
+    # The hyperparameters this algorithm has, and the defaults of those beyond the common ones (FISTA's `a`,
+    # PDCP's `stepsize_dual`: their constructors pass them in through `params_algo`, see `own_values`).
+    hyperparameter_names: tuple[str, ...] = HYPERPARAMETERS
+    own_defaults: dict[str, float] = {}
     supports_g_first = False
     g_first_needs_prox = True  # with g_first, is the prior step a prox (HQS) or a gradient (PGD)?
 
@@ -107,18 +111,24 @@ class BaseOptim(nn.Module):
         self.early_stop, self.thres_conv, self.crit_conv = bool(early_stop), float(thres_conv), crit_conv
         self.has_converged = False
 
+        names = self.hyperparameter_names
+        if "beta" not in names and not is_default(beta, 1.0):
+            raise NotImplementedError(f"{name} has no relaxation beta (its extrapolation is fixed by its formula); "
+                                      "use PGD(beta=...) or HQS(beta=...) for a relaxed iteration")
         values = {"stepsize": stepsize, "lambda_reg": lambda_reg,
-                  "sigma_denoiser": sigma_denoiser if g_param is None else g_param, "beta": beta}
-        defaults = {"stepsize": 1.0, "lambda_reg": 1.0, "sigma_denoiser": None, "beta": 1.0}
-        values = merge_params_algo(params_algo, values, defaults)
-        trainable = canonical_names(trainable_params, HYPERPARAMETERS)
+                  "sigma_denoiser": sigma_denoiser if g_param is None else g_param, "beta": beta,
+                  **self.own_defaults}
+        defaults = {"stepsize": 1.0, "lambda_reg": 1.0, "sigma_denoiser": None, "beta": 1.0, **self.own_defaults}
+        values = merge_params_algo(params_algo, {k: values[k] for k in names}, {k: defaults[k] for k in names})
+        trainable = canonical_names(trainable_params, names)
         if trainable and not self.unfold and not DEQ:  # a DEQ is trainable, as in the reference (DEQConfig)
-            warnings.warn(f"{name}: trainable_params {trainable} ignored because unfold=False", stacklevel=2)
+            warnings.warn(f"{name}: trainable_params {trainable} ignored because unfold=False",
+                          stacklevel=_caller_depth(0) + 1)
             trainable = []
         # The values as given (Python floats): a float32 tensor rounds 0.8 to 0.800000011920929, and
         # `model.double()` would keep that rounding without them (see `_apply`).
         self._exact_values: dict[str, list[float] | None] = {}
-        for key in HYPERPARAMETERS:
+        for key in names:
             exact = self._exact_values[key] = parse_values(key, values[key], max_iter)
             tensor = None if exact is None else torch.tensor(exact, dtype=torch.get_default_dtype())
             if key in trainable:
@@ -129,7 +139,7 @@ class BaseOptim(nn.Module):
                 self.register_buffer(key, tensor)
         self.trainable_params = trainable
         # Decided once, so iterations need no device sync to know it.
-        self._no_relaxation = "beta" not in trainable and bool((self.beta == 1).all())
+        self._no_relaxation = "beta" not in names or ("beta" not in trainable and bool((self.beta == 1).all()))
         self._warn_untrainable(trainable)
 
         self.DEQ = deq_config(DEQ)
@@ -140,7 +150,7 @@ class BaseOptim(nn.Module):
         if self.anderson is not None and not self.supports_deq:
             raise ValueError(f"{name}: anderson_acceleration needs a fixed-point map on x alone; use GD, PGD or HQS")
         if self.DEQ is not None or self.anderson is not None:
-            per_iter = [k for k in HYPERPARAMETERS if getattr(self, k) is not None and getattr(self, k).numel() > 1]
+            per_iter = [k for k in names if getattr(self, k) is not None and getattr(self, k).numel() > 1]
             per_iter += [k for k in ("prior", "data_fidelity") if isinstance(getattr(self, k), nn.ModuleList)]
             if per_iter:
                 raise ValueError(f"{name}: per-iteration values of {per_iter} make no sense for a fixed point "
@@ -157,23 +167,27 @@ class BaseOptim(nn.Module):
                 raise ValueError(f"{name} needs a prior with a prox, e.g. PnP(DnCNN())")
             return
         if not isinstance(prior, Prior):
-            raise TypeError(f"{name}: prior must be a unfolded.optim prior such as PnP(denoiser) or "
-                            f"RED(denoiser), got {type(prior).__name__}")
+            raise TypeError(f"{name}: prior must be a unfolded.optim prior such as PnP(denoiser), RED(denoiser) or "
+                            f"TVPrior(), got {type(prior).__name__}")
         if self.needs_prox and not prior.has_prox:
-            raise ValueError(f"{name} needs a prior with a prox (PnP); {type(prior).__name__} only has a gradient")
+            raise ValueError(f"{name} needs a prior with a prox (PnP, TVPrior, WaveletPrior, L1Prior, Tikhonov); "
+                             f"{type(prior).__name__} only has a gradient")
         if not self.needs_prox and not prior.has_grad:
-            raise ValueError(f"{name} needs a prior with a gradient (RED); {type(prior).__name__} only has a prox")
+            raise ValueError(f"{name} needs a prior with a gradient (RED, TVPrior, L1Prior, Tikhonov, "
+                             f"WaveletPrior(p=1)); {type(prior).__name__} only has a prox")
 
     def _warn_untrainable(self, trainable: list[str]) -> None:
         """A trainable parameter the output cannot depend on would silently stay at its start value."""
         name = type(self).__name__
         priors = as_list(self.prior)
+        stacklevel = _caller_depth(1) + 1  # the user's line, through subclasses' constructors
         if "sigma_denoiser" in trainable and priors and not any(p.uses_sigma for p in priors):
-            warnings.warn(f"{name}: sigma_denoiser is trainable but {type(priors[0].denoiser).__name__} "
-                          "ignores sigma, so it gets no gradient", stacklevel=3)
+            what = type(getattr(priors[0], "denoiser", priors[0])).__name__
+            warnings.warn(f"{name}: sigma_denoiser is trainable but {what} ignores sigma, so it gets no gradient",
+                          stacklevel=stacklevel)
         if "lambda_reg" in trainable and self.needs_prox and priors and not any(p.prox_uses_gamma for p in priors):
             warnings.warn(f"{name}: lambda_reg is trainable but the {type(priors[0]).__name__} prox ignores its "
-                          "weight lambda*stepsize, so it gets no gradient", stacklevel=3)
+                          "weight lambda*stepsize, so it gets no gradient", stacklevel=stacklevel)
 
     def _apply(self, fn, recurse=True):
         """After a dtype change (`.double()`, `.to(torch.float64)`), hyperparameters that a float32 tensor
@@ -193,21 +207,21 @@ class BaseOptim(nn.Module):
 
     def hyperparameters(self) -> dict[str, Tensor]:
         """Current values, 1-D (length 1 or max_iter), for logging."""
-        return {k: getattr(self, k).detach() for k in HYPERPARAMETERS if getattr(self, k) is not None}
+        return {k: getattr(self, k).detach() for k in self.hyperparameter_names if getattr(self, k) is not None}
 
     # --- the algorithm ----------------------------------------------------------------------------
     def init_state(self, y: Tensor, physics: LinearPhysics, init=None) -> State:
         """x₀ = Aᵀy, or `init` (else `custom_init`): a tensor, tuple, dict or callable (options.resolve_init)."""
         init = self.custom_init if init is None else init
         if init is None:
-            return (physics.A_adjoint(y),)
+            return self.init_from(physics.A_adjoint(y), (), y)
         x0, rest = resolve_init(init, y, physics)
         physics.check_measurement(y, x0.shape)
-        return self.init_from(x0, rest)
+        return self.init_from(x0, rest, y)
 
-    def init_from(self, x0: Tensor, rest: tuple) -> State:
-        """The state from a given x₀; GD/PGD/HQS have no other variable to start (the reference's z₀ is
-        unused by their iterations as well)."""
+    def init_from(self, x0: Tensor, rest: tuple, y: Tensor) -> State:
+        """The state from x₀ and the other given variables (`rest`, possibly empty); GD/PGD/HQS have no other
+        variable to start (the reference's z₀ is unused by their iterations as well)."""
         return (x0,)
 
     def step(self, state: State, y: Tensor, physics: LinearPhysics, k: int) -> State:

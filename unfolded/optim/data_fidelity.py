@@ -12,6 +12,11 @@ class DataFidelity(nn.Module):
     def forward(self, x: Tensor, y: Tensor, physics) -> Tensor:
         return self.fn(x, y, physics)
 
+    def prox_conjugate(self, x: Tensor, y: Tensor, physics, *args, gamma=1.0, lamb=1.0) -> Tensor:
+        """prox of γ(λf)* by Moreau's identity, x − γ·prox_{(λ/γ)f}(x/γ), as the reference computes it (the
+        dual step of PDCP). Valid for a convex f."""
+        return x - gamma * self.prox(x / gamma, y, physics, gamma=lamb / gamma)
+
 
 class L2(DataFidelity):
     """f(x) = 1/(2σ²)‖Ax − y‖²;  ∇f = Aᵀ(Ax − y)/σ²;  prox_{γf}(z) = physics.prox_l2(z, y, γ/σ²)."""

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
-HYPERPARAMETERS = ("stepsize", "lambda_reg", "sigma_denoiser", "beta")
+HYPERPARAMETERS = ("stepsize", "lambda_reg", "sigma_denoiser", "beta")  # those of GD, PGD, HQS, ADMM, DRS
 ALIASES = {"g_param": "sigma_denoiser", "lambda": "lambda_reg"}
 # name -> (predicate, what is allowed)
 _RULES = {
@@ -15,6 +15,8 @@ _RULES = {
     "lambda_reg": (lambda v: v >= 0, ">= 0"),
     "sigma_denoiser": (lambda v: v >= 0, ">= 0"),
     "beta": (lambda v: v > 0, "> 0"),
+    "stepsize_dual": (lambda v: v > 0, "> 0"),  # PDCP's σ
+    "a": (lambda v: v > 0, "> 0"),  # FISTA's inertia: α_k = (k + a − 1)/(k + a); a > 2 for convergence
 }
 
 
@@ -61,14 +63,15 @@ def restore_exact(tensor: Tensor | None, exact: list[float] | None) -> None:
             tensor.copy_(torch.tensor(exact, dtype=torch.float64, device=tensor.device))
 
 
-def _is_default(value, default) -> bool:
+def is_default(value, default) -> bool:
     if value is None or default is None:
         return value is default
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == default
 
 
 PARAMS_ALGO_KEYS = {"stepsize": "stepsize", "lambda": "lambda_reg", "lambda_reg": "lambda_reg",
-                    "g_param": "sigma_denoiser", "sigma_denoiser": "sigma_denoiser", "beta": "beta"}
+                    "g_param": "sigma_denoiser", "sigma_denoiser": "sigma_denoiser", "beta": "beta",
+                    "stepsize_dual": "stepsize_dual", "a": "a"}
 
 
 def merge_params_algo(params_algo: dict | None, values: dict, defaults: dict) -> dict:
@@ -80,10 +83,11 @@ def merge_params_algo(params_algo: dict | None, values: dict, defaults: dict) ->
     if not isinstance(params_algo, dict):
         raise TypeError(f"params_algo must be a dict such as {{'stepsize': 1.0, 'lambda': 1.0}}, got "
                         f"{type(params_algo).__name__}")
-    unknown = params_algo.keys() - PARAMS_ALGO_KEYS.keys()
+    keys = {k: n for k, n in PARAMS_ALGO_KEYS.items() if n in values}  # this algorithm's hyperparameters
+    unknown = params_algo.keys() - keys.keys()
     if unknown:
         raise ValueError(f"params_algo: unknown key(s) {', '.join(sorted(map(str, unknown)))}; valid keys: "
-                         f"{', '.join(sorted(PARAMS_ALGO_KEYS))}")
+                         f"{', '.join(sorted(keys))}")
     names = [PARAMS_ALGO_KEYS[k] for k in params_algo]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
@@ -92,7 +96,7 @@ def merge_params_algo(params_algo: dict | None, values: dict, defaults: dict) ->
     merged = dict(values)
     for key, value in params_algo.items():
         name = PARAMS_ALGO_KEYS[key]
-        if not _is_default(values[name], defaults[name]):
+        if not is_default(values[name], defaults[name]):
             raise ValueError(f"{name} is given both as a keyword ({values[name]!r}) and in params_algo['{key}']; "
                              "give it once")
         merged[name] = value

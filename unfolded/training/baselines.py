@@ -95,12 +95,17 @@ def bicubic_upsampling(physics, y: Tensor) -> Tensor:
 
 def baseline_reconstructions(physics, y: Tensor, x_shape: torch.Size, lam: float | None,
                              tol: float = 1e-8, max_iter: int = 2000) -> dict[str, Tensor]:
-    """Aᵀy, Tikhonov (with λ) and, for super-resolution (Downsampling), bicubic upsampling."""
+    """Aᵀy, Tikhonov (with λ); for super-resolution (Downsampling), bicubic upsampling; for multi-coil MRI,
+    fastMRI's zero-filled baseline: the root-sum-of-squares of the zero-filled coil images (B, 1, H, W) (Aᵀy
+    combines the coils with the maps instead)."""
     from unfolded.physics import Downsampling
+    from unfolded.physics.mri import MultiCoilMRI
 
     out = {"adjoint": physics.A_adjoint(y)}
     if isinstance(physics, Downsampling):
         out["bicubic"] = bicubic_upsampling(physics, y)
+    if isinstance(physics, MultiCoilMRI):
+        out["zero_filled_rss"] = physics.A_adjoint(y, rss=True)
     if lam is not None:
         out["tikhonov"] = tikhonov(physics, y, x_shape, lam, tol, max_iter)
     return out

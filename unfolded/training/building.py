@@ -82,7 +82,8 @@ def _build_sized_physics(node: DictConfig, size) -> object:
     return build(node, "physics", img_size=list(size))
 
 
-def build_physics(cfg: DictConfig) -> PhysicsBank:
+def build_physics(cfg: DictConfig):
+    """A PhysicsBank; or, for real measurements, the physics that measures them (`measurements()`)."""
     node = cfg.physics
     if "img_size" in node and node.img_size is None:
         # Built per image size (training crops and test images get their own operator). A partial, not a
@@ -92,7 +93,8 @@ def build_physics(cfg: DictConfig) -> PhysicsBank:
         if data.get("channels") and data.get("crop_size"):
             bank.example((int(data.channels), int(data.crop_size), int(data.crop_size)))  # bad settings fail now
         return bank
-    return PhysicsBank(physics=build(node, "physics"))
+    physics = build(node, "physics")
+    return physics if callable(getattr(physics, "measurements", None)) else PhysicsBank(physics=physics)
 
 
 def build_model(cfg: DictConfig) -> torch.nn.Module:

@@ -6,7 +6,8 @@ one-line error, see `building.build`), and `pipeline.check_compatible` lets the 
 - the top level holds only known keys;
 - image channels (data) equal the denoiser's channels (algo), and are complex (2) for MRI physics;
 - a denoiser that takes the noise level as an input (DRUNet) gets one: algo.sigma_denoiser is set;
-- a predefined architecture (algo=modl, ...) brings its own network: no prior=/deq= beside it;
+- a predefined architecture (algo=modl, ...) brings its own network: no prior=/deq= beside it; algo=gd
+  (RED around the prior's denoiser) needs a prior with a denoiser;
 - a checkpoint to resume from or to evaluate fits the model built from the configuration, and is read
   without running code (`weights_only=True`).
 """
@@ -124,8 +125,8 @@ def check_config(cfg: DictConfig) -> None:
     if extra:
         raise ConfigError(f"unknown top-level key '{sorted(extra)[0]}'; known: {', '.join(sorted(TOP_LEVEL_KEYS))}")
     if cfg.get("algo") is None:
-        raise ConfigError("no model: choose algo=gd | pgd | hqs | admm (with prior=...) or a predefined "
-                          "architecture algo=modl | varnet | e2e_varnet | pdnet")
+        raise ConfigError("no model: choose algo=gd | pgd | hqs | admm | fista | drs | pdcp (with prior=...) or a "
+                          "predefined architecture algo=modl | varnet | e2e_varnet | pdnet")
     _check_predefined(cfg.algo)
     for group in ("data", "physics", "algo", "module", "trainer", "logger", "callbacks"):
         if cfg.get(group) is not None:
@@ -152,7 +153,12 @@ def _check_predefined(algo: DictConfig) -> None:
     for key, group in (("prior", "prior"), ("DEQ", "deq")):
         if key in algo and key not in accepted:
             raise ConfigError(f"{algo._target_} is a predefined architecture with its own network: remove "
-                              f"{group}=... ({group} applies to algo=gd | pgd | hqs | admm)")
+                              f"{group}=... ({group} applies to algo=gd | pgd | hqs | admm | fista | drs | pdcp)")
+    prior = algo.get("prior")
+    if isinstance(prior, DictConfig) and str(prior.get("_target_", "")).endswith(".RED") and "denoiser" not in prior:
+        # algo=gd replaces the prior's _target_ by RED around its denoiser; an explicit prior has none
+        raise ConfigError("algo=gd wraps the prior's denoiser in RED, and this prior (prior=tv | wavelet) has no "
+                          "denoiser: use it with algo=pgd | hqs | admm | fista | drs | pdcp")
 
 
 def _denoiser_node(cfg: DictConfig) -> tuple[str, DictConfig] | None:

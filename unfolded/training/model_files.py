@@ -57,13 +57,15 @@ def checkpoint_in(path: Path) -> Path:
 
 
 def _run_results(ckpt_path: Path, step: int | None) -> dict | None:
-    """The test summary the run wrote beside this checkpoint (results.json), if it is of these weights."""
+    """The test summary the run wrote beside this checkpoint (results.json), if it is of these weights: a
+    run tests its best checkpoint (results.json then counts all the steps trained), else its last."""
     results = ckpt_path.parent.parent / "results.json"
     try:
         data = json.loads(results.read_text())
     except (OSError, ValueError):
         return None
-    return data.get("summary") if step is not None and data.get("global_step") == step else None
+    tested = ckpt_path.name == "best.ckpt" or (step is not None and data.get("global_step") == step)
+    return data.get("summary") if tested else None
 
 
 def from_checkpoint(path: str | Path) -> ModelFile:

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from . import evaluation, grid, testing
 from .errors import TrainingDiverged
 from .metrics import crop, image_metrics, interior_margin
-from .simulation import INITS, Simulator, initial_estimate
+from .simulation import INITS, initial_estimate, measurements
 from .stats import SolverStats
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class UnfoldedModule(pl.LightningModule):
         self.model = model
         # not submodules: the state dict is the model's. train_noise_seed None: unseeded training noise.
         # physics_generator (the reference Trainer's name): an operator and noise level drawn per sample.
-        self.simulator = Simulator(physics, train_noise_seed, eval_seed, physics_generator)
+        self.simulator = measurements(physics, train_noise_seed, eval_seed, physics_generator)
         self.test_grid = test_grid
         self.loss_fn = loss if loss is not None else nn.MSELoss()
         self.optimizer_factory = optimizer if optimizer is not None else (lambda p: torch.optim.Adam(p, lr=1e-3))
@@ -99,8 +99,7 @@ class UnfoldedModule(pl.LightningModule):
 
     # --- training ---------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> Tensor | None:
-        x = batch["image"]
-        physics, y = self.simulator.training(x, batch["index"])
+        x, physics, y = self.simulator.batch(batch, "train")
         x_hat = self(y, physics)
         loss = self._loss(x_hat, x, physics)
         # DEQConfig(jacobian_reg=w): w·‖∂T/∂x‖²_F at x*, which keeps the fixed-point map contractive
@@ -216,8 +215,7 @@ class UnfoldedModule(pl.LightningModule):
         self.tune_baseline()
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        x = batch["image"]
-        physics, y = self.simulator.evaluation(x, batch["index"], "val")
+        x, physics, y = self.simulator.batch(batch, "val")
         x_hat, per_iter = evaluation.reconstruct(self.model, y, physics, initial_estimate(self.init, y, physics), x)
         self._val_means.update(evaluation.validation_values(x_hat, x, interior_margin(physics, x.shape), per_iter),
                                self.device)

@@ -28,8 +28,8 @@ def check_compatible(model: torch.nn.Module, physics: PhysicsBank, cfg: DictConf
     a model/physics mismatch (e.g. e2e-varnet without MRI, complex models on real images) is the model's
     own one-line error at start-up, not a traceback mid-training. The RNG state is left as it was."""
     data = cfg.get("data") or {}
-    if not (data.get("channels") and data.get("crop_size")):
-        return
+    if not (data.get("channels") and data.get("crop_size")) or not hasattr(physics, "example"):
+        return  # (measured data have no simulated example: their physics is per slice)
     size = (int(data.channels), int(data.crop_size), int(data.crop_size))
     op = physics.example(size)
     _check_interior(op, size, "physics")
@@ -64,7 +64,7 @@ def check_drawn_operators(module, physics: PhysicsBank, cfg: DictConfig) -> None
         return
     crop = (int(data.channels), int(data.crop_size), int(data.crop_size))
     target = cfg.physics.get("_target_")
-    generator = module.simulator.generator
+    generator = getattr(module.simulator, "generator", None)
     if generator is not None:
         try:
             drawn = check_generator(generator, physics.example(crop), crop)
@@ -72,6 +72,8 @@ def check_drawn_operators(module, physics: PhysicsBank, cfg: DictConfig) -> None
             raise ConfigError(f"module.physics_generator does not fit physics={target}: {e}") from None
         _check_interior(drawn, crop, "module.physics_generator")
     grid = getattr(module, "test_grid", None)
+    if grid is not None and not hasattr(physics, "example"):
+        raise ConfigError(f"module.test_grid needs simulated measurements; physics={target} measures real data")
     if grid is not None:
         side = int(data.get("eval_size") or data.crop_size)
         size = (int(data.channels), side, side)

@@ -57,6 +57,18 @@ class Simulator:
         physics = physics_with(physics, self.generator.draw(numbers, seed=self.train_noise_seed))
         return physics, measure(physics, x, seeds)
 
+    def batch(self, batch: dict, split: str, params: dict | None = None) -> tuple[Tensor, object, Tensor]:
+        """(x, physics, y) of a batch {"image", "index"} of `split` ('train', 'val' or 'test'): the interface
+        the module uses, shared with the measurements of real k-space (`kspace_measurements.py`); `params`
+        (evaluation only): a test-grid cell's operator tensors and noise level."""
+        if "kspace" in batch:  # measured data must not be re-simulated from its reference image
+            raise ValueError("the batches hold measured k-space (data=fastmri): use physics=fastmri, which measures "
+                             "them, instead of a simulated physics")
+        x = batch["image"]
+        physics, y = (self.training(x, batch["index"]) if split == "train"
+                      else self.evaluation(x, batch["index"], split, params))
+        return x, physics, y
+
     def evaluation(self, x: Tensor, numbers: Tensor, split: str, params: dict | None = None) -> tuple[object, Tensor]:
         """(physics, y) for evaluation images with these numbers in `split` ('val' or 'test'): the run's
         operator, or with a generator the split's fixed draws; `params` (a test-grid cell) fixes them instead."""
@@ -68,3 +80,15 @@ class Simulator:
             params = self.generator.draw(numbers, seed=seeding.evaluation_stream(self.eval_seed, split))
         physics = physics_with(physics, params)
         return physics, measure(physics, x, seeds)
+
+
+def measurements(physics, train_noise_seed: int | None, eval_seed: int, generator=None):
+    """The run's source of measurements: a physics that measures real data itself (it has
+    `measurements(train_seed, eval_seed)`, e.g. `KspacePhysics`), else a `Simulator` of y = physics(x), with
+    operators drawn per sample by `generator` when one is given."""
+    if callable(getattr(physics, "measurements", None)):
+        if generator is not None:
+            raise ValueError(f"module.physics_generator draws operators for simulated measurements, but "
+                             f"{type(physics).__name__} measures real data; remove the generator")
+        return physics.measurements(train_noise_seed, eval_seed)
+    return Simulator(physics, train_noise_seed, eval_seed, generator)

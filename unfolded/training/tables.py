@@ -16,7 +16,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from .atomic import write_atomically
@@ -36,14 +35,15 @@ TABLES: dict[str, dict[str, list[str]]] = {
 }
 
 
-def run_row(table: str, label: str, overrides: list[str]) -> dict:
-    folder = REPO / "logs" / "results" / table / re.sub(r"\W+", "_", label).strip("_")
-    argv = [sys.executable, "train.py", *overrides, "logger=csv", f"hydra.run.dir={folder}"]
-    print("$", " ".join(argv[1:]), flush=True)
-    start = time.time()
-    subprocess.run(argv, cwd=REPO, check=True)
+def run_row(table: str, label: str, overrides: list[str], reuse: bool = False) -> dict:
+    """Train and test one row (or, with `reuse`, read the results of a finished run of it)."""
+    folder = REPO / "logs" / "results" / table / re.sub(r"[^A-Za-z0-9]+", "_", label).strip("_")
+    if not (reuse and (folder / "results.json").is_file()):
+        argv = [sys.executable, "train.py", *overrides, "logger=csv", f"hydra.run.dir={folder}"]
+        print("$", " ".join(argv[1:]), flush=True)
+        subprocess.run(argv, cwd=REPO, check=True)
     results = json.loads((folder / "results.json").read_text())
-    return {"command": "python train.py " + " ".join(overrides), "seconds": round(time.time() - start),
+    return {"command": "python train.py " + " ".join(overrides),
             "global_step": results["global_step"], "summary": results["summary"],
             "images": [{k: v for k, v in r.items() if "/" in k or k == "name"} for r in results["images"]]}
 
@@ -52,23 +52,28 @@ def render_mri(rows: dict[str, dict]) -> str:
     """Magnitude PSNR per test image, mean, gain over zero-filled, SSIM: one line per model."""
     first = next(iter(rows.values()))
     names = [im["name"] for im in first["images"]]
-    head = ["| method | " + " | ".join(names) + " | mean PSNR | gain vs zero-filled | mean SSIM | steps | wall time |",
-            "|---|" + "---|" * (len(names) + 6)]
+    head = ["| method | " + " | ".join(names) + " | mean PSNR | gain vs zero-filled | mean SSIM | steps |",
+            "|---|" + "---|" * (len(names) + 4)]
     zf = first["summary"]
     lines = ["| zero-filled Aᵀy | " + " | ".join(f"{im['adjoint/psnr']:.2f}" for im in first["images"])
-             + f" | {zf['adjoint/psnr']:.2f} | — | {zf['adjoint/ssim']:.3f} | — | — |"]
+             + f" | {zf['adjoint/psnr']:.2f} | — | {zf['adjoint/ssim']:.3f} | — |"]
     for label, row in rows.items():
         s = row["summary"]
         lines.append(f"| {label} | " + " | ".join(f"{im['model/psnr']:.2f}" for im in row["images"])
                      + f" | {s['model/psnr']:.2f} | **{s['gain/psnr_vs_adjoint']:+.2f}** | {s['model/ssim']:.3f}"
-                     f" | {row['global_step']} | {row['seconds']} s |")
+                     f" | {row['global_step']} |")
     return "\n".join(head + lines)
 
 
 RENDER = {"mri": render_mri}
+ZOO = "zoo"  # rendered from the zoo's files themselves (`make zoo` trains and exports them)
 
 
 def render(table: str) -> str:
+    if table == ZOO:
+        from .zoo import table as zoo_table
+
+        return zoo_table() + "\n\n<sub>`make zoo`, then `python -m unfolded.training.zoo --table`.</sub>"
     data = json.loads((RESULTS / f"{table}.json").read_text())
     return RENDER[table](data["rows"]) + f"\n\n<sub>`make results TABLES={table}`, {data['date']}.</sub>"
 
@@ -83,13 +88,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m unfolded.training.tables", description=__doc__.splitlines()[0])
     parser.add_argument("tables", nargs="*", help=f"tables to regenerate (default: all of {', '.join(TABLES)})")
     parser.add_argument("--render", action="store_true", help="rewrite the documents from docs/results only")
+    parser.add_argument("--reuse-finished", action="store_true",
+                        help="read the rows whose run already finished in logs/results instead of training again")
     args = parser.parse_args(argv)
-    unknown = [t for t in args.tables if t not in TABLES]
+    unknown = [t for t in args.tables if t not in [*TABLES, ZOO]]
     if unknown:
-        parser.error(f"unknown tables {unknown}; there are {', '.join(TABLES)}")
-    for table in args.tables or list(TABLES):
-        if not args.render:
-            rows = {label: run_row(table, label, overrides) for label, overrides in TABLES[table].items()}
+        parser.error(f"unknown tables {unknown}; there are {', '.join([*TABLES, ZOO])}")
+    for table in args.tables or [*TABLES, ZOO]:
+        if table == ZOO and not args.render:
+            from .zoo import main as train_zoo
+
+            train_zoo([])
+        elif not args.render:
+            rows = {label: run_row(table, label, overrides, args.reuse_finished)
+                    for label, overrides in TABLES[table].items()}
             data = {"date": datetime.date.today().isoformat(), "rows": rows}
             blob = json.dumps(data, indent=1).encode()
             write_atomically(RESULTS / f"{table}.json", lambda f, b=blob: f.write(b))

@@ -12,14 +12,20 @@ from .metrics import interior_margin
 from .simulation import initial_estimate
 
 
+def _measured(module, batch: dict, split: str, params: dict | None):
+    """(x, physics, y) of an evaluation batch; `params` (a grid cell) only for simulated measurements (the start-up
+    checks refuse a grid with measured data)."""
+    return module.simulator.batch(batch, split) if params is None else module.simulator.batch(batch, split, params)
+
+
 def tune_tikhonov(module, params: dict | None = None) -> tuple[float, float]:
     """(λ, its mean validation interior PSNR) over the module's λ grid, on the validation images measured as
     validation measures them (or with `params`, a test-grid cell), in every process."""
     dm = module.trainer.datamodule
     triples = []
     for batch in dm.eval_dataloader("val", shard=False):
-        x = batch["image"].to(module.device)
-        physics, y = module.simulator.evaluation(x, batch["index"], "val", params)
+        batch = module.transfer_batch_to_device(batch, module.device, 0)
+        x, physics, y = _measured(module, batch, "val", params)
         triples.append((x, y, physics))
     t = module.tikhonov
     with torch.no_grad():
@@ -30,8 +36,7 @@ def tune_tikhonov(module, params: dict | None = None) -> tuple[float, float]:
 def batch_records(module, batch: dict, params: dict | None, lam: float | None, num_report_images: int) -> list[dict]:
     """One record per test image of the batch: the model, Aᵀy and Tikhonov (λ = `lam`) on the test
     measurements (with `params`: a grid cell's), pictures for the first `num_report_images` images."""
-    x = batch["image"]
-    physics, y = module.simulator.evaluation(x, batch["index"], "test", params)
+    x, physics, y = _measured(module, batch, "test", params)
     x_hat, per_iter = evaluation.reconstruct(module.model, y, physics, initial_estimate(module.init, y, physics), x)
     t = module.tikhonov
     recs = {"model": x_hat.detach(),

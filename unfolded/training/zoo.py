@@ -14,12 +14,12 @@ from pathlib import Path
 ZOO_DIR = Path(__file__).resolve().parents[1] / "zoo"
 REPO = Path(__file__).resolve().parents[2]
 
-# name -> the overrides of `python train.py` that train it (the first two longer than their 500-step defaults)
+# name -> the overrides of `python train.py` that train it (the first two longer than their defaults)
 RECIPES: dict[str, list[str]] = {
     "hqs_blur": ["experiment=hqs_blur", "trainer.max_steps=2000"],
     "pgd_denoise": ["experiment=pgd_denoise", "trainer.max_steps=800"],
     "inpainting": ["experiment=inpainting", "trainer.max_steps=600"],
-    "modl_mri": ["experiment=modl_mri", "trainer.max_steps=400"],
+    "modl_mri": ["experiment=modl_mri"],
 }
 
 
@@ -50,7 +50,7 @@ def table() -> str:
     """The README's zoo table (markdown), from the test results stored in the zoo files themselves."""
     from .model_files import from_export
 
-    rows = ["| model | trained by | steps | test PSNR (interior) | Tikhonov | gain | Aᵀy | size |",
+    rows = ["| model | trained by | step of the weights | test PSNR (interior) | Tikhonov | gain | Aᵀy | size |",
             "|---|---|---|---|---|---|---|---|"]
     for name in RECIPES:
         path = ZOO_DIR / f"{name}.safetensors"
