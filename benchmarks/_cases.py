@@ -13,7 +13,7 @@ from unfolded.physics.blur import gaussian_blur
 
 DEFAULTS = dict(algo="hqs", physics="blur_valid", size=256, batch=1, channels=1, K=5, implicit=True,
                 cg_max_iter=50, cg_tol=1e-4, deq=False, depth=8, nf=32, device="cpu", padding="valid",
-                dtype="float32")
+                dtype="float32", simulate=None)
 
 
 def _physics(spec):
@@ -44,6 +44,43 @@ class Floor(torch.nn.Module):
         return x
 
 
+def _simulated_step(spec: dict, model, x):
+    """A training step that also simulates its batch as training does (unfolded.training.simulation): the
+    run's one operator ("fixed": a 15x15 Gaussian kernel, noise 0.03, each sample simulated alone as training
+    does today; "fixed_batched": the same operator applied once to the batch, as the per-sample path does) or,
+    per sample, a Gaussian or motion kernel of the same size and a noise level in [0.01, 0.05] ("per_sample",
+    physics=blur_random's generator); fresh sample numbers at every step, as in training."""
+    from unfolded.physics.generators import GaussianBlurGenerator, GeneratorMixture, MotionBlurGenerator, SigmaGenerator
+    from unfolded.training import seeding
+    from unfolded.training.operators import measure
+    from unfolded.training.simulation import Simulator
+
+    kernels = GeneratorMixture([GaussianBlurGenerator(15, 0.5, 2.5, isotropic=False, angle_max=180),
+                                MotionBlurGenerator(15, sigma=0.35)], [0.5, 0.5])
+    fixed = GaussianBlurGenerator(15).step(1, sigma=torch.tensor([1.6, 1.6]), angle=torch.tensor([0.0]))["filter"]
+    physics = dinv.physics.Blur(fixed, padding="valid", use_fft=True, max_iter=spec["cg_max_iter"], tol=spec["cg_tol"],
+                                noise_model=dinv.physics.GaussianNoise(0.03))
+    generator = kernels + SigmaGenerator(0.01, 0.05) if spec["simulate"] == "per_sample" else None
+    simulator = Simulator(physics, 0, 1234, generator)
+    params = [p for p in model.parameters() if p.requires_grad]
+    first = [0]
+
+    def step():
+        for p in params:
+            p.grad = None
+        numbers = torch.arange(first[0], first[0] + x.shape[0])
+        first[0] += x.shape[0]
+        if spec["simulate"] == "fixed_batched":
+            physics_b, y = physics, measure(physics, x, [seeding.training_seed(0, n) for n in numbers.tolist()])
+        else:
+            physics_b, y = simulator.training(x, numbers)
+        loss = (model(y, physics_b) - x).pow(2).mean()
+        loss.backward()
+        return loss
+
+    return step
+
+
 def build_step(spec: dict):
     spec = DEFAULTS | spec
     torch.manual_seed(0)
@@ -67,6 +104,8 @@ def build_step(spec: dict):
     if spec.get("weights"):  # a trained model's state dict (bench_deq: the solves on trained weights)
         model.load_state_dict(torch.load(spec["weights"], weights_only=True))
     dtype = getattr(torch, spec["dtype"])
+    if spec["simulate"]:
+        return _simulated_step(spec, model, x), model
     model, physics = model.to(device, dtype), physics.to(device, dtype)
     x, y = x.to(device, dtype), y.to(device, dtype)
     params = [p for p in model.parameters() if p.requires_grad]

@@ -6,6 +6,7 @@ import bench_fastmri_maps
 import bench_floor_ratios
 import bench_implicit_memory
 import bench_modl_memory
+import bench_per_sample
 
 if __name__ == "__main__":
     bench_floor_ratios.main()
@@ -13,4 +14,5 @@ if __name__ == "__main__":
     bench_deq.main()
     bench_cg_iterations.main()
     bench_modl_memory.main()
+    bench_per_sample.main()
     bench_fastmri_maps.main()

@@ -62,6 +62,20 @@ class PhysicsGenerator(nn.Module):
     def _draw(self, batch_size: int, rng: torch.Generator, **overrides) -> dict[str, Tensor]:
         raise NotImplementedError
 
+    def __getstate__(self):
+        """Picklable into spawned processes (DDP-spawn). A torch.Generator pickles its state as a temporary
+        tensor, which torch.multiprocessing shares by a file descriptor that is closed before the child reads
+        it; the state travels as bytes instead, and the generator is rebuilt on arrival."""
+        state = dict(super().__getstate__())
+        state["rng"] = (str(self.rng.device), self.rng.get_state().numpy().tobytes())
+        return state
+
+    def __setstate__(self, state):
+        device, rng_state = state["rng"]
+        state["rng"] = torch.Generator(device=device)
+        state["rng"].set_state(torch.frombuffer(bytearray(rng_state), dtype=torch.uint8))
+        super().__setstate__(state)
+
     def rng_manual_seed(self, seed: int | str | None = None) -> None:
         """Reseed `rng` (a string is hashed to a seed, as in the reference); None leaves it as it is."""
         if seed is None:
@@ -114,6 +128,41 @@ class _Sum(PhysicsGenerator):
 
     def step(self, batch_size: int = 1, seed=None, **overrides):
         return self._merge(self.first.step(batch_size, seed, **overrides), self.second.step(batch_size, seed))
+
+
+class GeneratorMixture(PhysicsGenerator):
+    """One of `generators` per draw, the i-th with probability probs[i] (the reference's name and arguments).
+    `step` picks one generator for the whole batch, as the reference does; `draw` picks one per sample (each
+    sample draws from its own generator), so a batch mixes them. All must draw the same parameters, with the
+    same shapes (e.g. Gaussian and motion kernels of one psf_size)."""
+
+    def __init__(self, generators: Sequence[PhysicsGenerator], probs: Sequence[float], rng=None):
+        generators = list(generators)
+        if not generators or not all(isinstance(g, PhysicsGenerator) for g in generators):
+            raise ValueError("GeneratorMixture: generators must be a non-empty list of physics generators")
+        first = generators[0]
+        super().__init__(rng=rng, device=first.device, dtype=first.dtype)
+        probs = torch.as_tensor([float(p) for p in probs], dtype=torch.float32)  # the reference's float32 picks
+        if len(probs) != len(generators) or bool((probs < 0).any()) or abs(float(probs.sum()) - 1) > 1e-6:
+            raise ValueError(f"GeneratorMixture: probs must be {len(generators)} numbers >= 0 summing to 1, got "
+                             f"{probs.tolist()}")
+        sizes = {getattr(g, "psf_size", None) for g in generators}
+        if len(sizes) > 1:
+            raise ValueError(f"GeneratorMixture: the generators draw kernels of different sizes {sorted(sizes)}; "
+                             "give them one psf_size")
+        self.generators = nn.ModuleList(generators)
+        self.probs, self.cum_probs = probs, torch.cumsum(probs, 0)
+
+    def _pick(self, rng: torch.Generator) -> PhysicsGenerator:
+        u = torch.rand(1, generator=rng, device=self.device, dtype=torch.float32).cpu()
+        return self.generators[min(int(torch.searchsorted(self.cum_probs, u)), len(self.generators) - 1)]
+
+    def _draw(self, batch_size, rng, **overrides):
+        return self._pick(rng)._draw(batch_size, rng, **overrides)
+
+    def step(self, batch_size: int = 1, seed=None, **overrides):
+        self.rng_manual_seed(seed)
+        return self._pick(self.rng).step(batch_size, seed, **overrides)
 
 
 class SigmaGenerator(PhysicsGenerator):

@@ -1,4 +1,5 @@
-"""Classical baselines every test report shows (SPEC §9): Aᵀy and mean-centred Tikhonov.
+"""Classical baselines every test report shows (SPEC §9): Aᵀy and mean-centred Tikhonov; for super-resolution
+also bicubic upsampling (`bicubic_upsampling`).
 
 Tikhonov: x = argmin ½‖Ax − y‖² + λ/2‖x − m‖² = `physics.prox_l2(m·1, y, 1/λ)`, m the mean of y,
 solved to a tight tolerance. For MRI, y is k-space: m is then the mean of the zero-filled image Aᵀy
@@ -76,13 +77,38 @@ def tune_tikhonov(
     return best, scores[best], dict(sorted(scores.items()))
 
 
+def bicubic_upsampling(physics, y: Tensor) -> Tensor:
+    """Super-resolution's classical baseline: y interpolated bicubically (torch's, a = −0.75) onto the image grid,
+    each sample placed where the operator centres it — the centroid of the image pixels it weighs (Aᵀ of a unit
+    sample mid-image), so that an even anti-aliasing filter's half-pixel shift is not charged to the baseline."""
+    k = physics.factor
+    H, W = y.shape[-2:]
+    unit = torch.zeros_like(y)
+    unit[..., H // 2, W // 2] = 1
+    weights = physics.A_adjoint(unit)[:, 0]  # (B, H_img, W_img)
+    total = weights.sum(dim=(-2, -1))
+    rows = torch.arange(weights.shape[-2], dtype=y.dtype, device=y.device)
+    cols = torch.arange(weights.shape[-1], dtype=y.dtype, device=y.device)
+    centre_r = (weights.sum(-1) * rows).sum(-1) / total - k * (H // 2)  # image row of sample row 0, (B,)
+    centre_c = (weights.sum(-2) * cols).sum(-1) / total - k * (W // 2)
+    # grid_sample (align_corners=True) maps -1 / +1 to the first / last sample's centre
+    gy = ((rows[None] - centre_r[:, None]) / k) * 2 / max(H - 1, 1) - 1
+    gx = ((cols[None] - centre_c[:, None]) / k) * 2 / max(W - 1, 1) - 1
+    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
+    return torch.nn.functional.grid_sample(y, grid, mode="bicubic", padding_mode="border", align_corners=True)
+
+
 def baseline_reconstructions(physics, y: Tensor, x_shape: torch.Size, lam: float | None,
                              tol: float = 1e-8, max_iter: int = 2000) -> dict[str, Tensor]:
-    """Aᵀy, Tikhonov (with λ) and, for multi-coil MRI, fastMRI's zero-filled baseline: the root-sum-of-squares
-    of the zero-filled coil images (B, 1, H, W) (Aᵀy combines the coils with the maps instead)."""
+    """Aᵀy, Tikhonov (with λ); for super-resolution (Downsampling), bicubic upsampling; for multi-coil MRI,
+    fastMRI's zero-filled baseline: the root-sum-of-squares of the zero-filled coil images (B, 1, H, W) (Aᵀy
+    combines the coils with the maps instead)."""
+    from unfolded.physics import Downsampling
     from unfolded.physics.mri import MultiCoilMRI
 
     out = {"adjoint": physics.A_adjoint(y)}
+    if isinstance(physics, Downsampling):
+        out["bicubic"] = bicubic_upsampling(physics, y)
     if isinstance(physics, MultiCoilMRI):
         out["zero_filled_rss"] = physics.A_adjoint(y, rss=True)
     if lam is not None:

@@ -116,10 +116,12 @@ class Report(pl.Callback):
         out.mkdir(parents=True, exist_ok=True)
         hp = learned_parameters(pl_module.model)
         report.print_table(results.test_records, results.test_summary, hp)
+        report.print_grid(results.grid_summary)
         self.paths["png"] = report.save_figure(out / self.filename, results.test_records,
                                                history.state_dict() if history else None, results.test_summary)
+        grid = {"cells": results.grid_summary, "images": results.grid_records} if results.grid_summary else None
         self.paths["json"] = report.save_json(out / "results.json", results.test_records,
-                                              results.test_summary, hp, pl_module.trained_steps)
+                                              results.test_summary, hp, pl_module.trained_steps, grid)
         echo(f"report: {self.paths['png']}  results: {self.paths['json']}")
 
 

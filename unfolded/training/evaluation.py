@@ -29,6 +29,10 @@ class Results:
     test_summary: dict[str, float] = field(default_factory=dict)  # means over the test images, gains
     tikhonov_lambda: float | None = None
     tikhonov_val_psnr: float | None = None
+    # with a test grid (grid.py): per-image records of every cell, {cell: (λ, validation PSNR)}, rows per cell
+    grid_records: list[dict] = field(default_factory=list)
+    grid_lambdas: dict[str, tuple[float, float]] = field(default_factory=dict)
+    grid_summary: list[dict] = field(default_factory=list)
 
 
 def learned_parameters(model: nn.Module) -> dict[str, Tensor]:

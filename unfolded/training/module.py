@@ -2,9 +2,9 @@
 
 - `simulation.Simulator`: y = physics(x) with noise seeded by the sample numbers the batches carry;
   x₀ by the `init` policy;
-- `evaluation`: metrics per image, means across processes, test records beside the baselines
-  (`baselines.py`: Aᵀy and Tikhonov with λ tuned on the validation images); `self.results` is what the
-  callbacks read;
+- `evaluation` / `testing`: metrics per image, means across processes, test records beside the baselines
+  (`baselines.py`: Aᵀy and Tikhonov with λ tuned on the validation images), and with a `test_grid` the
+  same per kernel × noise level (`grid.py`); `self.results` is what the callbacks read;
 - `stats.SolverStats`: CG/DEQ solves counted per epoch, unconverged ones reported once per epoch;
 - a NaN/inf training loss stops the run with `TrainingDiverged` (or skips the batch: `on_nonfinite_loss`);
   a checkpoint with non-finite weights is never written.
@@ -20,7 +20,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
-from . import baselines, evaluation
+from . import baselines, evaluation, grid, testing
 from .errors import TrainingDiverged
 from .metrics import crop, image_metrics, interior_margin
 from .seeding import EVAL_SEED
@@ -58,6 +58,8 @@ class UnfoldedModule(pl.LightningModule):
         num_report_images: int = 3,
         train_noise_seed: int | None = 0,
         on_nonfinite_loss: str = "stop",
+        physics_generator=None,
+        test_grid: grid.OperatorGrid | None = None,
         run_config: dict | None = None,
     ):
         super().__init__()
@@ -66,8 +68,10 @@ class UnfoldedModule(pl.LightningModule):
         _one_of("scheduler_interval", scheduler_interval, ("step", "epoch"))
         _one_of("on_nonfinite_loss", on_nonfinite_loss, ("stop", "skip"))
         self.model = model
-        # not a submodule: the state dict is the model's. train_noise_seed None: unseeded training noise.
-        self.simulator = measurements(physics, train_noise_seed, eval_seed)
+        # not submodules: the state dict is the model's. train_noise_seed None: unseeded training noise.
+        # physics_generator (the reference Trainer's name): an operator and noise level drawn per sample.
+        self.simulator = measurements(physics, train_noise_seed, eval_seed, physics_generator)
+        self.test_grid = test_grid
         self.loss_fn = loss if loss is not None else nn.MSELoss()
         self.optimizer_factory = optimizer if optimizer is not None else (lambda p: torch.optim.Adam(p, lr=1e-3))
         self.scheduler_factory, self.scheduler_interval = scheduler, scheduler_interval
@@ -203,29 +207,19 @@ class UnfoldedModule(pl.LightningModule):
         dm = self.trainer.datamodule if self._trainer is not None else None
         if dm is None or not self.tikhonov["lambdas"] or self.results.tikhonov_lambda is not None:
             return
-        triples = []
-        for batch in dm.eval_dataloader("val", shard=False):
-            batch = self.transfer_batch_to_device(batch, self.device, 0)
-            x, physics, y = self.simulator.batch(batch, "val")
-            triples.append((x, y, physics))
-        t = self.tikhonov
-        with torch.no_grad():
-            lam, score, _ = baselines.tune_tikhonov(triples, t["lambdas"], t["refine"], t["tol"], t["max_iter"])
+        lam, score = testing.tune_tikhonov(self)
         self.results.tikhonov_lambda, self.results.tikhonov_val_psnr = lam, score
         log.info("Tikhonov baseline: lambda=%.4g, validation interior PSNR %.2f dB", lam, score)
-
-    def _evaluate(self, batch: dict, split: str):
-        x, physics, y = self.simulator.batch(batch, split)
-        x_hat, per_iter = evaluation.reconstruct(self.model, y, physics, initial_estimate(self.init, y, physics), x)
-        return x, y, physics, x_hat, per_iter, interior_margin(physics, x.shape)
 
     def on_validation_epoch_start(self) -> None:
         self.solver_stats.harvest(self.model, self.device)  # the last training step's solves are the epoch's
         self.tune_baseline()
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        x, y, physics, x_hat, per_iter, margin = self._evaluate(batch, "val")
-        self._val_means.update(evaluation.validation_values(x_hat, x, margin, per_iter), self.device)
+        x, physics, y = self.simulator.batch(batch, "val")
+        x_hat, per_iter = evaluation.reconstruct(self.model, y, physics, initial_estimate(self.init, y, physics), x)
+        self._val_means.update(evaluation.validation_values(x_hat, x, interior_margin(physics, x.shape), per_iter),
+                               self.device)
         if int(batch["index"][0]) == 0:
             self.results.val_example = {"x": x[:1].detach().cpu(), "y": y[:1].detach().cpu(),
                                         "x_hat": x_hat[:1].detach().cpu()}
@@ -240,18 +234,18 @@ class UnfoldedModule(pl.LightningModule):
             self.model.solver_log.reset()
 
     def on_test_start(self) -> None:
-        self.results.test_records = []
+        self.results.test_records, self.results.grid_records = [], []
         self.tune_baseline()
+        if self.test_grid is not None and self.tikhonov["lambdas"]:
+            self.results.grid_lambdas = grid.tune(self)
+            log.info("Tikhonov baseline per grid cell: %s", ", ".join(
+                f"{name} lambda={lam:.3g}" for name, (lam, _) in self.results.grid_lambdas.items()))
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        x, y, physics, x_hat, per_iter, margin = self._evaluate(batch, "test")
-        t = self.tikhonov
-        recs = {"model": x_hat.detach(),
-                **baselines.baseline_reconstructions(physics, y, x.shape, self.results.tikhonov_lambda,
-                                                     t["tol"], t["max_iter"])}
-        names = getattr(self.trainer.datamodule, "names", {}).get("test", [])
-        self.results.test_records += evaluation.test_records(batch["index"].tolist(), names, x, y, physics, recs,
-                                                             margin, per_iter, self.num_report_images)
+        self.results.test_records += testing.batch_records(self, batch, None, self.results.tikhonov_lambda,
+                                                           self.num_report_images)
+        if self.test_grid is not None and self.results.grid_lambdas:
+            self.results.grid_records += grid.test_batch(self, batch)
 
     def on_test_epoch_end(self) -> None:
         records = evaluation.gather_records(self.results.test_records)
@@ -261,6 +255,12 @@ class UnfoldedModule(pl.LightningModule):
         self.results.test_summary = evaluation.summarise(records, self.results.tikhonov_lambda)
         for k, v in self.results.test_summary.items():
             self.log(f"test/{k.replace('model/', '')}", v)
+        if self.results.grid_lambdas:
+            self.results.grid_summary = grid.summarise(evaluation.gather_records(self.results.grid_records),
+                                                       self.results.grid_lambdas)
+            for row in self.results.grid_summary:
+                self.log(f"test_grid/{row['cell']}/psnr_interior", row["model/psnr_interior"])
+                self.log(f"test_grid/{row['cell']}/gain_interior", row["gain/psnr_interior"])
         self.log("trainer/global_step", float(self.trained_steps))
 
     # --- checkpoints ------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from .callbacks import ValidateAtEnd
 from .checks import check_checkpoint, check_config, to_container
 from .errors import ConfigError
 from .metrics import interior_margin
+from .operators import check_generator, physics_with
 from .physics_bank import PhysicsBank
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,7 @@ def check_compatible(model: torch.nn.Module, physics: PhysicsBank, cfg: DictConf
         return  # (measured data have no simulated example: their physics is per slice)
     size = (int(data.channels), int(data.crop_size), int(data.crop_size))
     op = physics.example(size)
-    mh, mw = interior_margin(op, (1, *size))
-    if 2 * mh >= size[1] or 2 * mw >= size[2]:  # the interior loss and metrics would be empty
-        raise ConfigError(f"physics leaves no interior in the {size[1]}x{size[2]} training crops: its output is "
-                          f"{mh}x{mw} pixels smaller (a valid blur crops the filter size - 1 on each side); use "
-                          f"data.crop_size > {2 * max(mh, mw)} or a smaller filter")
+    _check_interior(op, size, "physics")
     with torch.no_grad(), torch.random.fork_rng(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a solve of an untrained model may not converge: not the point here
         try:
@@ -48,6 +45,44 @@ def check_compatible(model: torch.nn.Module, physics: PhysicsBank, cfg: DictConf
             if getattr(model, "solver_log", None) is not None:
                 model.solver_log.reset()
             reset_warnings()  # so that training's first unconverged solve at each site still warns
+
+
+def _check_interior(op, size: tuple[int, int, int], what: str) -> None:
+    mh, mw = interior_margin(op, (1, *size))
+    if 2 * mh >= size[1] or 2 * mw >= size[2]:  # the interior loss and metrics would be empty
+        raise ConfigError(f"{what} leaves no interior in the {size[1]}x{size[2]} training crops: its output is "
+                          f"{mh}x{mw} pixels smaller (a valid blur crops the filter size - 1 on each side); use "
+                          f"data.crop_size > {2 * max(mh, mw)} or a smaller filter")
+
+
+def check_drawn_operators(module, physics: PhysicsBank, cfg: DictConfig) -> None:
+    """A physics generator (module.physics_generator) and the cells of a test grid (module.test_grid) must fit
+    the physics: each is tried once, on an image of the training crops' (generator) or the evaluation
+    images' (grid) size, so that a mismatch is a one-line start-up error."""
+    data = cfg.get("data") or {}
+    if not (data.get("channels") and data.get("crop_size")):
+        return
+    crop = (int(data.channels), int(data.crop_size), int(data.crop_size))
+    target = cfg.physics.get("_target_")
+    generator = getattr(module.simulator, "generator", None)
+    if generator is not None:
+        try:
+            drawn = check_generator(generator, physics.example(crop), crop)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"module.physics_generator does not fit physics={target}: {e}") from None
+        _check_interior(drawn, crop, "module.physics_generator")
+    grid = getattr(module, "test_grid", None)
+    if grid is not None and not hasattr(physics, "example"):
+        raise ConfigError(f"module.test_grid needs simulated measurements; physics={target} measures real data")
+    if grid is not None:
+        side = int(data.get("eval_size") or data.crop_size)
+        size = (int(data.channels), side, side)
+        for cell in grid.cells():
+            try:
+                with torch.no_grad():
+                    physics_with(physics.example(size), cell.params).A(torch.zeros(1, *size))
+            except (ValueError, TypeError) as e:
+                raise ConfigError(f"module.test_grid cell {cell.name} does not fit physics={target}: {e}") from None
 
 
 def build_module(cfg: DictConfig, model, physics) -> pl.LightningModule:
@@ -92,6 +127,7 @@ def run(cfg: DictConfig) -> tuple[float | None, dict]:
         log.warning("%s", w.message)
     check_compatible(model, physics, cfg)
     module = build_module(cfg, model, physics)
+    check_drawn_operators(module, physics, cfg)
     try:  # built now so that a bad optimizer/scheduler value is a start-up error, not one from inside fit
         module.configure_optimizers()
     except (ValueError, TypeError) as e:

@@ -10,7 +10,7 @@ import torch
 from .atomic import write_atomically
 from .logs import echo
 
-METHODS = (("adjoint", "Aᵀy"), ("tikhonov", "Tikhonov"), ("model", "unfolded model"))
+METHODS = (("adjoint", "Aᵀy"), ("bicubic", "bicubic upsampling"), ("tikhonov", "Tikhonov"), ("model", "unfolded model"))
 
 
 def print_table(records: list[dict], summary: dict, hyperparameters: dict | None = None) -> None:
@@ -53,6 +53,30 @@ def print_table(records: list[dict], summary: dict, hyperparameters: dict | None
     if hyperparameters:
         echo("learned parameters: " + "; ".join(
             f"{k} = {[round(float(v), 4) for v in torch.as_tensor(t).flatten()]}" for k, t in hyperparameters.items()))
+
+
+def print_grid(rows: list[dict]) -> None:
+    """The test grid (grid.py): one line per kernel, one column per noise level; in each cell the model's and
+    Tikhonov's interior PSNR (mean over the test images) and the gain."""
+    from rich.table import Table
+
+    if not rows:
+        return
+    kernels = list(dict.fromkeys(r["kernel"] for r in rows))
+    levels = list(dict.fromkeys(r["sigma"] for r in rows))
+    table = Table(title=f"Test grid ({rows[0]['images']} images each; interior PSNR in dB: model / Tikhonov (gain); "
+                        "Tikhonov λ tuned per cell)")
+    table.add_column("kernel")
+    for sigma in levels:
+        table.add_column("own noise" if sigma is None else f"σ = {sigma:g}", justify="right")
+    table.add_column("mean gain", justify="right")
+    for kernel in kernels:
+        mine = {r["sigma"]: r for r in rows if r["kernel"] == kernel}
+        cells = [f"{mine[s]['model/psnr_interior']:.2f} / {mine[s]['tikhonov/psnr_interior']:.2f} "
+                 f"({mine[s]['gain/psnr_interior']:+.2f})" if s in mine else "-" for s in levels]
+        mean_gain = sum(r["gain/psnr_interior"] for r in mine.values()) / len(mine)
+        table.add_row(kernel or "physics' own", *cells, f"{mean_gain:+.2f}")
+    echo(table)
 
 
 def _show(ax, img: torch.Tensor, title: str) -> None:
@@ -133,11 +157,15 @@ def save_figure(path: Path, records: list[dict], history: dict | None, summary: 
     return path
 
 
-def save_json(path: Path, records: list[dict], summary: dict, hyperparameters: dict, step: int) -> Path:
+def save_json(path: Path, records: list[dict], summary: dict, hyperparameters: dict, step: int,
+              grid: dict | None = None) -> Path:
+    """results.json; with a test grid, `grid` = {"cells": one row per cell, "images": per cell and image}."""
     data = {
         "global_step": step,
         "summary": summary,
         "images": [{k: v for k, v in r.items() if k != "images"} for r in records],
         "hyperparameters": {k: torch.as_tensor(v).detach().flatten().tolist() for k, v in hyperparameters.items()},
     }
+    if grid:
+        data["grid"] = grid
     return write_atomically(path, lambda f: f.write(json.dumps(data, indent=2).encode()))

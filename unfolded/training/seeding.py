@@ -5,7 +5,10 @@ process that makes it, on the batch it lands in, or on whether the run was resum
 - training sample n: stream seed s (the run's `seed` for crops, `module.train_noise_seed` for noise),
   generator seed s·STRIDE + n;
 - evaluation image i of a split: `module.eval_seed` + the split's offset + i (the same draws for the
-  model and the baselines, at every validation).
+  model and the baselines, at every validation);
+- operators drawn per sample (physics generators) by (stream, n) through `generators.sample_seed`, a
+  hash of the pair: training sample n by (`module.train_noise_seed`, n), evaluation image i by
+  (`evaluation_stream(eval_seed, split)`, i).
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ def training_seed(stream: int, n: int) -> int:
 
 def evaluation_seed(eval_seed: int, split: str, index: int) -> int:
     return int(eval_seed) + SPLIT_OFFSET[split] + int(index)
+
+
+def evaluation_stream(eval_seed: int, split: str) -> int:
+    """The stream of a split's operator draws: `generator.draw(i, seed=...)` mixes it with the image number."""
+    return int(eval_seed) + SPLIT_OFFSET[split]
 
 
 def generator(seed: int) -> torch.Generator:
