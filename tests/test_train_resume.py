@@ -50,3 +50,15 @@ def test_evaluate_only(tmp_path):
     assert metrics["global_step"] == 2  # the checkpoint's step: no training happened
     assert value == metrics["test/psnr_interior"]
     assert (tmp_path / "eval" / "results.json").is_file()
+
+
+def test_last_checkpoint_follows_every_validation_even_without_improvement(tmp_path):
+    """last.ckpt is the latest state, not the state when best.ckpt last improved. Monitoring with mode=min
+    makes the rising validation PSNR of steps 4 and 6 "no improvement"; Lightning's save_last alone then
+    leaves last.ckpt at step 2, so a resume would silently repeat steps."""
+    cfg = compose([*TINY, "trainer.max_steps=6", "test=false", "callbacks.model_checkpoint.mode=min"], tmp_path)
+    run(cfg)
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    best = torch.load(tmp_path / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    assert last["global_step"] == 6
+    assert best["global_step"] == 2

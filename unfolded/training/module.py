@@ -14,6 +14,7 @@ Batches are dicts {"image": x, "index": sample numbers} (`data.py`).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 
 import lightning.pytorch as pl
@@ -28,7 +29,6 @@ from .simulation import INITS, initial_estimate, measurements
 from .stats import SolverStats
 
 log = logging.getLogger(__name__)
-
 TIKHONOV = baselines.TIKHONOV_DEFAULTS
 
 
@@ -175,9 +175,9 @@ class UnfoldedModule(pl.LightningModule):
         return float(bad) == 0
 
     def _last_good_checkpoint(self) -> str:
-        cb = self.trainer.checkpoint_callback if self._trainer is not None else None
-        path = getattr(cb, "last_model_path", "") or getattr(cb, "best_model_path", "")
-        return f"last good checkpoint: {path}" if path else "no checkpoint was written yet"
+        paths = [p for cb in (self.trainer.checkpoint_callbacks if self._trainer is not None else [])
+                 for p in (cb.last_model_path, cb.best_model_path) if p and os.path.isfile(p)]  # the newest below
+        return f"last good checkpoint: {max(paths, key=os.path.getmtime)}" if paths else "no checkpoint was written yet"
 
     def _nonfinite_loss(self, loss: Tensor) -> None:
         """`stop`: raise TrainingDiverged (the weights are not updated and no checkpoint is written);
