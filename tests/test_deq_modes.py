@@ -220,3 +220,26 @@ def test_jacobian_regulariser_through_the_implicit_prox():
         (x_hat.pow(2).mean() + model.deq_jacobian_loss).backward()
     assert model.stepsize.grad is not None and all(p.grad is not None for p in model.prior.parameters())
     assert model.deq_stats["backward"]["solver"] == "gmres"
+
+
+def test_training_module_adds_the_jacobian_term_to_its_loss():
+    """DEQConfig(jacobian_reg=w) takes effect in training: UnfoldedModule's loss is the image loss plus the
+    model's w·‖J‖²_F/d (the same batch, noise and weights without the term give the image loss alone)."""
+    from unfolded.models import DnCNN
+    from unfolded.physics import Blur
+    from unfolded.physics.blur import gaussian_blur
+    from unfolded.training.module import UnfoldedModule
+
+    physics = Blur(gaussian_blur(1.0), padding="valid")
+    batch = {"image": torch.rand(2, 1, 24, 24, generator=torch.Generator().manual_seed(0)), "index": torch.arange(2)}
+    losses = {}
+    for w in (0.0, 0.5):
+        torch.manual_seed(0)
+        model = HQS(prior=PnP(DnCNN(1, 1, depth=3, nf=4, last_layer_init="zero")), max_iter=5, trainable_params=["stepsize"],
+                    DEQ=DEQConfig(jacobian_reg=w, max_iter_forward=30, tol_forward=1e-3))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            losses[w] = float(UnfoldedModule(model, physics, init="adjoint").training_step(batch, 0))
+    term = 0.5 * model.deq_stats["jacobian_frobenius"]
+    assert term > 1e-3 and float(model.deq_jacobian_loss) == pytest.approx(term, rel=1e-6)
+    assert losses[0.5] == pytest.approx(losses[0.0] + term, rel=1e-5)
