@@ -243,3 +243,32 @@ def test_training_module_adds_the_jacobian_term_to_its_loss():
     term = 0.5 * model.deq_stats["jacobian_frobenius"]
     assert term > 1e-3 and float(model.deq_jacobian_loss) == pytest.approx(term, rel=1e-6)
     assert losses[0.5] == pytest.approx(losses[0.0] + term, rel=1e-5)
+
+
+def test_deq_configs_carry_their_own_forward_budget_and_the_spec_defaults_stay():
+    """conf/deq/*.yaml do not inherit the algorithm's max_iter (K=5 unrolled iterations) as their forward
+    budget; DEQConfig given directly keeps the SPEC defaults (forward budget = max_iter, tolerances 1e-5)."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    for path in sorted((Path(__file__).parents[1] / "conf" / "deq").glob("*.yaml")):
+        settings = OmegaConf.to_container(OmegaConf.load(path))
+        if path.stem == "off":
+            assert "_target_" not in settings
+            continue
+        settings.pop("_target_")
+        cfg = DEQConfig(**settings)
+        assert cfg.max_iter_forward is not None and cfg.max_iter_forward >= 20, path.name
+        assert 0 < cfg.tol_forward <= 1e-3 and 0 < cfg.tol_backward <= 1e-3, path.name
+    spec = DEQConfig()
+    assert (spec.max_iter_forward, spec.max_iter_backward, spec.tol_forward, spec.tol_backward, spec.jacobian_reg,
+            spec.backward_method(), spec.forward_method()) == (None, 50, 1e-5, 1e-5, 0.0, "fixed_point", "fixed_point")
+    model = HQS(prior=PnP(LinearDenoiser()), max_iter=7, DEQ=DEQConfig(tol_forward=0.0)).double()
+    y = torch.rand(1, 1, 8, 8, dtype=torch.float64)
+    from unfolded.physics import Denoising
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model(y, Denoising())
+    assert model.deq_stats["forward"]["iterations"] == 7  # None: the algorithm's max_iter
