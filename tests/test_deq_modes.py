@@ -235,8 +235,8 @@ def test_training_module_adds_the_jacobian_term_to_its_loss():
     losses = {}
     for w in (0.0, 0.5):
         torch.manual_seed(0)
-        model = HQS(prior=PnP(DnCNN(1, 1, depth=3, nf=4, last_layer_init="zero")), max_iter=5, trainable_params=["stepsize"],
-                    DEQ=DEQConfig(jacobian_reg=w, max_iter_forward=30, tol_forward=1e-3))
+        model = HQS(prior=PnP(DnCNN(1, 1, depth=3, nf=4, last_layer_init="zero")), max_iter=5,
+                    trainable_params=["stepsize"], DEQ=DEQConfig(jacobian_reg=w, max_iter_forward=30, tol_forward=1e-3))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             losses[w] = float(UnfoldedModule(model, physics, init="adjoint").training_step(batch, 0))
