@@ -220,3 +220,55 @@ def test_jacobian_regulariser_through_the_implicit_prox():
         (x_hat.pow(2).mean() + model.deq_jacobian_loss).backward()
     assert model.stepsize.grad is not None and all(p.grad is not None for p in model.prior.parameters())
     assert model.deq_stats["backward"]["solver"] == "gmres"
+
+
+def test_training_module_adds_the_jacobian_term_to_its_loss():
+    """DEQConfig(jacobian_reg=w) takes effect in training: UnfoldedModule's loss is the image loss plus the
+    model's w·‖J‖²_F/d (the same batch, noise and weights without the term give the image loss alone)."""
+    from unfolded.models import DnCNN
+    from unfolded.physics import Blur
+    from unfolded.physics.blur import gaussian_blur
+    from unfolded.training.module import UnfoldedModule
+
+    physics = Blur(gaussian_blur(1.0), padding="valid")
+    batch = {"image": torch.rand(2, 1, 24, 24, generator=torch.Generator().manual_seed(0)), "index": torch.arange(2)}
+    losses = {}
+    for w in (0.0, 0.5):
+        torch.manual_seed(0)
+        model = HQS(prior=PnP(DnCNN(1, 1, depth=3, nf=4, last_layer_init="zero")), max_iter=5,
+                    trainable_params=["stepsize"], DEQ=DEQConfig(jacobian_reg=w, max_iter_forward=30, tol_forward=1e-3))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            losses[w] = float(UnfoldedModule(model, physics, init="adjoint").training_step(batch, 0))
+    term = 0.5 * model.deq_stats["jacobian_frobenius"]
+    assert term > 1e-3 and float(model.deq_jacobian_loss) == pytest.approx(term, rel=1e-6)
+    assert losses[0.5] == pytest.approx(losses[0.0] + term, rel=1e-5)
+
+
+def test_deq_configs_carry_their_own_forward_budget_and_the_spec_defaults_stay():
+    """conf/deq/*.yaml do not inherit the algorithm's max_iter (K=5 unrolled iterations) as their forward
+    budget; DEQConfig given directly keeps the SPEC defaults (forward budget = max_iter, tolerances 1e-5)."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    for path in sorted((Path(__file__).parents[1] / "conf" / "deq").glob("*.yaml")):
+        settings = OmegaConf.to_container(OmegaConf.load(path))
+        if path.stem == "off":
+            assert "_target_" not in settings
+            continue
+        settings.pop("_target_")
+        cfg = DEQConfig(**settings)
+        assert cfg.max_iter_forward is not None and cfg.max_iter_forward >= 20, path.name
+        assert 0 < cfg.tol_forward <= 1e-3 and 0 < cfg.tol_backward <= 1e-3, path.name
+    spec = DEQConfig()
+    assert (spec.max_iter_forward, spec.max_iter_backward, spec.tol_forward, spec.tol_backward, spec.jacobian_reg,
+            spec.backward_method(), spec.forward_method()) == (None, 50, 1e-5, 1e-5, 0.0, "fixed_point", "fixed_point")
+    model = HQS(prior=PnP(LinearDenoiser()), max_iter=7, DEQ=DEQConfig(tol_forward=0.0)).double()
+    y = torch.rand(1, 1, 8, 8, dtype=torch.float64)
+    from unfolded.physics import Denoising
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model(y, Denoising())
+    assert model.deq_stats["forward"]["iterations"] == 7  # None: the algorithm's max_iter

@@ -14,7 +14,9 @@ from .atomic import write_atomically
 class DEQResidualPlot(pl.Callback):
     """Every `every_n_steps` training steps, keep the residual traces of the last DEQ forward and
     backward solves; at each validation, plot the kept traces (older ones lighter) with the tolerances.
-    Does nothing for models without DEQ statistics."""
+    Every training step's solves are counted per direction and solver (`counts`: {(direction, solver):
+    [reached tolerance, solves]}, since the start of training): each panel's title says, per solver, how
+    many reached their tolerance. Does nothing for models without DEQ statistics."""
 
     def __init__(self, output_dir: str | None = None, filename: str = "deq_residuals.png", every_n_steps: int = 25,
                  max_traces: int = 8):
@@ -25,14 +27,27 @@ class DEQResidualPlot(pl.Callback):
         self.every_n_steps, self.max_traces = every_n_steps, max_traces
         self.traces: list[tuple[int, list[float], list[float]]] = []  # (step, forward, backward)
         self.path: Path | None = None
+        self.counts: dict[tuple[str, str], list[int]] = {}
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         stats = getattr(pl_module.model, "deq_stats", None)
-        if not stats or (trainer.global_step - 1) % self.every_n_steps:
+        if not stats:
+            return
+        for direction in ("forward", "backward"):
+            solve = stats.get(direction) or {}
+            if solve.get("converged") is not None:  # None: a backward that solves nothing (phantom, Jacobian-free)
+                count = self.counts.setdefault((direction, str(solve.get("solver"))), [0, 0])
+                count[0] += bool(solve["converged"])
+                count[1] += 1
+        if (trainer.global_step - 1) % self.every_n_steps:
             return
         forward = list(stats.get("forward", {}).get("residuals", []))
         backward = list(stats.get("backward", {}).get("residuals", []))
         self.traces = (self.traces + [(trainer.global_step, forward, backward)])[-self.max_traces:]
+
+    def reached(self, direction: str) -> str:
+        """'anderson 57/60' per solver of that direction: solves that reached their tolerance / solves."""
+        return ", ".join(f"{solver} {n}/{total}" for (d, solver), (n, total) in self.counts.items() if d == direction)
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or not self.traces or not trainer.is_global_zero:
@@ -55,7 +70,9 @@ class DEQResidualPlot(pl.Callback):
                                 label=f"step {trace[0]}")
             if tol:
                 ax.axhline(tol, color="k", ls="--", lw=0.8, label="tolerance")
-            ax.set_title(f"DEQ {'forward' if which == 1 else 'backward'} solve", fontsize=9)
+            direction = "forward" if which == 1 else "backward"
+            reached = self.reached(direction)
+            ax.set_title(f"DEQ {direction} solve" + (f"\nreached tol: {reached}" if reached else ""), fontsize=9)
             ax.set_xlabel("iteration", fontsize=8)
             ax.set_ylabel("relative residual", fontsize=8)
             ax.tick_params(labelsize=7)
