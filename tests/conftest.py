@@ -12,7 +12,7 @@ def _seed():
 
 @pytest.fixture(autouse=True)
 def _baseline_cache(tmp_path_factory, monkeypatch):
-    """The baselines' disk cache (module.baseline_cache=true) in a temporary folder, never ~/.cache."""
+    """The baselines' disk cache (module.baseline_cache=default) in a temporary folder, never ~/.cache."""
     monkeypatch.setenv("UNFOLDED_CACHE", str(tmp_path_factory.getbasetemp() / "unfolded_cache"))
 
 

@@ -8,8 +8,8 @@ draws of the evaluation seed). A change of any of these misses the cache; nothin
 
 Entries are `.npz` files (the reconstruction and a JSON string of the solver's report) written by the one
 atomic writer and read with `allow_pickle=False`: reading a cache file never executes code. The folder is
-`module.baseline_cache` (default `~/.cache/unfolded/baselines`, or `$UNFOLDED_CACHE/baselines`); None turns
-the cache off.
+`module.baseline_cache`: "default" is `~/.cache/unfolded/baselines` (or `$UNFOLDED_CACHE/baselines`); null
+turns the cache off.
 """
 
 from __future__ import annotations
@@ -75,9 +75,9 @@ class BaselineCache:
         self.hits = self.misses = 0
 
     @classmethod
-    def of(cls, setting: str | Path | bool | None) -> BaselineCache:
-        """`module.baseline_cache`: True the default folder, a folder, or False/None (no cache)."""
-        return cls(default_folder() if setting is True else setting or None)
+    def of(cls, setting: str | Path | None) -> BaselineCache:
+        """`module.baseline_cache`: "default" (the default folder), a folder, or None (no cache)."""
+        return cls(default_folder() if setting in ("default", True) else setting or None)
 
     def path(self, digest: str) -> Path:
         return self.folder / digest[:2] / f"{digest}.npz"

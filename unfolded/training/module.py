@@ -56,7 +56,7 @@ class UnfoldedModule(pl.LightningModule):
         tikhonov_tol: float = TIKHONOV["tol"],
         tikhonov_max_iter: int = TIKHONOV["max_iter"],
         baselines: Sequence[str] = ("tv", "bm3d"),
-        baseline_cache: str | bool | None = True,
+        baseline_cache: str | None = "default",
         log_params_every_n_steps: int = 1,
         num_report_images: int = 3,
         train_noise_seed: int | None = 0,
