@@ -81,8 +81,8 @@ def test_tv_linearised_solver_for_valid_blur():
     y = _measured(physics, x, 3)
     x_tv, rep = classical.tv_least_squares(physics, y, 3e-3, max_iter=300)
     assert rep["solver"].startswith("linearised") and rep["iterations"] <= 300
-    ref = physics.A_adjoint(y)
-    assert float(psnr(x_tv[..., 4:-4, 4:-4], x[..., 4:-4, 4:-4])) > float(psnr(ref[..., 4:-4, 4:-4], x[..., 4:-4, 4:-4]))
+    inner = (..., slice(4, -4), slice(4, -4))
+    assert float(psnr(x_tv[inner], x[inner])) > float(psnr(physics.A_adjoint(y)[inner], x[inner]))
 
 
 def test_bm3d_skipped_with_one_line_when_not_installed(tmp_path, monkeypatch, caplog):
