@@ -10,6 +10,12 @@ def _seed():
     reset_warnings()  # each test sees the first unconverged solve of every call site
 
 
+@pytest.fixture(autouse=True)
+def _baseline_cache(tmp_path_factory, monkeypatch):
+    """The baselines' disk cache (module.baseline_cache=default) in a temporary folder, never ~/.cache."""
+    monkeypatch.setenv("UNFOLDED_CACHE", str(tmp_path_factory.getbasetemp() / "unfolded_cache"))
+
+
 @pytest.fixture
 def float64():
     old = torch.get_default_dtype()

@@ -42,17 +42,11 @@ def prior_mean(physics, y: Tensor) -> Tensor:
     return y.mean(dim=tuple(range(1, y.dim()))).reshape(-1, 1, 1, 1)
 
 
-def tune_tikhonov(
-    pairs: Iterable[tuple[Tensor, Tensor, object]],
-    lambdas: Sequence[float],
-    refine: int = 4,
-    tol: float = 1e-8,
-    max_iter: int = 2000,
-) -> tuple[float, float, dict[float, float]]:
-    """Best λ over `lambdas`, then over `refine` log-steps either side of it (step: a fifth of the grid's).
-
-    `pairs` yields (x, y, physics). Returns (λ*, its mean interior PSNR, {λ: mean interior PSNR}).
-    """
+def tune_lambda(pairs: Iterable[tuple[Tensor, Tensor, object]], lambdas: Sequence[float], refine: int,
+                solve) -> tuple[float, float, dict[float, float]]:
+    """Best λ over `lambdas`, then over `refine` log-steps either side of it (step: a fifth of the grid's), by
+    the mean interior PSNR of `solve(x, y, physics, λ)` over `pairs` (x, y, physics): the tuning rule of every
+    baseline with a weight (Tikhonov, TV). Returns (λ*, its mean interior PSNR, {λ: mean interior PSNR})."""
     pairs = list(pairs)
     scores: dict[float, float] = {}
 
@@ -60,21 +54,32 @@ def tune_tikhonov(
         if lam not in scores:
             vals = []
             for x, y, physics in pairs:
-                x_t = tikhonov(physics, y, x.shape, lam, tol, max_iter)
                 margin = interior_margin(physics, x.shape)
-                vals.append(psnr(crop(x_t, margin), crop(x, margin)))
+                vals.append(psnr(crop(solve(x, y, physics, lam), margin), crop(x, margin)))
             scores[lam] = float(torch.cat(vals).mean())
         return scores[lam]
 
     lambdas = sorted(float(v) for v in lambdas)
     if not lambdas:
-        raise ValueError("tune_tikhonov: empty grid of lambdas")
+        raise ValueError("tune_lambda: empty grid of lambdas")
     best = max(lambdas, key=score)
     if refine > 0 and len(lambdas) > 1:
         step = (math.log10(lambdas[-1]) - math.log10(lambdas[0])) / (len(lambdas) - 1) / 5
         fine = [best * 10 ** (k * step) for k in range(-refine, refine + 1) if k != 0]
         best = max([best, *fine], key=score)
     return best, scores[best], dict(sorted(scores.items()))
+
+
+def tune_tikhonov(
+    pairs: Iterable[tuple[Tensor, Tensor, object]],
+    lambdas: Sequence[float],
+    refine: int = 4,
+    tol: float = 1e-8,
+    max_iter: int = 2000,
+) -> tuple[float, float, dict[float, float]]:
+    """Tikhonov's λ by `tune_lambda`. `pairs` yields (x, y, physics)."""
+    return tune_lambda(pairs, lambdas, refine,
+                       lambda x, y, physics, lam: tikhonov(physics, y, x.shape, lam, tol, max_iter))
 
 
 def bicubic_upsampling(physics, y: Tensor) -> Tensor:

@@ -24,6 +24,8 @@ STATUS_COLOURS = {"completed": "#1a7f37", "failed": "#cf222e", "pruned": "#9a670
 OPTUNA_STATES = {"COMPLETE": "completed", "FAIL": "failed", "PRUNED": "pruned", "RUNNING": "running",
                  "WAITING": "running"}
 EXAMPLE_ORDER = ("measurement", "adjoint", "tikhonov", "model", "target")
+# said instead of a result when a model ends at its start x₀ (evaluation.did_not_move); here, as this file has no torch
+STILL = "model did not move from its start"
 
 
 @dataclass
@@ -175,7 +177,7 @@ def table_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
     varying, _ = varying_overrides(runs)
     metric = runs[0].metric
     header = ["run", "status", *varying, f"best {metric}", "test PSNR", "test PSNR int.", "gain int. vs Tikh.",
-              "SSIM", "note"]
+              "TV int.", "BM3D int.", "SSIM", "note"]
     rows = []
     for r in runs:
         d = dict(o.split("=", 1) if "=" in o else (o, "") for o in r.overrides)
@@ -185,7 +187,8 @@ def table_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
             return format(t[key], spec) if key in t else "-"
         rows.append([r.label, r.status, *(_short(d.get(k, "-")) for k in varying),
                      "-" if r.value is None else f"{r.value:.2f}", fmt("model/psnr"), fmt("model/psnr_interior"),
-                     fmt("gain/psnr_interior", "+.2f"), fmt("model/ssim", ".3f"), r.note[:60]])
+                     fmt("gain/psnr_interior", "+.2f"), fmt("tv/psnr_interior"), fmt("bm3d/psnr_interior"),
+                     fmt("model/ssim", ".3f"), (STILL if t.get("model/did_not_move") else r.note)[:60]])
     return header, rows
 
 

@@ -29,6 +29,7 @@ class Results:
     test_summary: dict[str, float] = field(default_factory=dict)  # means over the test images, gains
     tikhonov_lambda: float | None = None
     tikhonov_val_psnr: float | None = None
+    baselines: dict | None = None  # {method: settings tuned on the validation images} (TV, BM3D); None: untuned
     # with a test grid (grid.py): per-image records of every cell, {cell: (λ, validation PSNR)}, rows per cell
     grid_records: list[dict] = field(default_factory=list)
     grid_lambdas: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -127,10 +128,29 @@ def gather_records(records: list[dict]) -> list[dict]:
     return [{**r, "images": images[r["index"]]} if r["index"] in images else r for r in merged]
 
 
-def summarise(records: list[dict], tikhonov_lambda: float | None) -> dict[str, float]:
-    """Means over the images of every method's metrics, and the model's gains over the baselines."""
+# A model whose mean test PSNR is within this of its start x₀'s did not learn anything (issue #21)
+STILL_DB = 0.01
+
+
+def did_not_move(summary: dict) -> bool:
+    """Whether the model's test PSNR is that of its start x₀ (the reports then say so instead of a result)."""
+    return "start/psnr" in summary and abs(summary["model/psnr"] - summary["start/psnr"]) < STILL_DB
+
+
+def summarise(records: list[dict], tikhonov_lambda: float | None, baselines: dict | None = None) -> dict[str, float]:
+    """Means over the images of every method's metrics (`start`: the model's x₀), the model's gains over the
+    baselines, the settings tuned for TV and BM3D, and `model/did_not_move` (1.0 when the model ends where it
+    started: within `STILL_DB` of x₀'s PSNR)."""
     keys = [k for k in records[0] if "/" in k]
     summary = {k: sum(r[k] for r in records) / len(records) for k in keys}
+    for method, settings in (baselines or {}).items():
+        summary.update({f"{method}/{k}": float(v) for k, v in settings.items() if isinstance(v, (int, float))})
+    if "start/psnr" in summary:
+        summary["model/did_not_move"] = float(did_not_move(summary))
+    for method in ("tv", "bm3d"):
+        if f"{method}/psnr_interior" in summary:
+            gap = summary["model/psnr_interior"] - summary[f"{method}/psnr_interior"]
+            summary[f"gain/psnr_interior_vs_{method}"] = gap
     if "tikhonov/psnr" in summary:
         summary["gain/psnr"] = summary["model/psnr"] - summary["tikhonov/psnr"]
         summary["gain/psnr_interior"] = summary["model/psnr_interior"] - summary["tikhonov/psnr_interior"]

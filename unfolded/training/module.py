@@ -3,8 +3,8 @@
 - `simulation.Simulator`: y = physics(x) with noise seeded by the sample numbers the batches carry;
   x₀ by the `init` policy;
 - `evaluation` / `testing`: metrics per image, means across processes, test records beside the baselines
-  (`baselines.py`: Aᵀy and Tikhonov with λ tuned on the validation images), and with a `test_grid` the
-  same per kernel × noise level (`grid.py`); `self.results` is what the callbacks read;
+  (Aᵀy, Tikhonov, TV, BM3D: `baselines.py`, `classical.py`, tuned on the validation images, cached on disk),
+  with a `test_grid` Aᵀy and Tikhonov per kernel × noise level (`grid.py`); `self.results` is what callbacks read;
 - `stats.SolverStats`: CG/DEQ solves counted per epoch, unconverged ones reported once per epoch;
 - a NaN/inf training loss stops the run with `TrainingDiverged` (or skips the batch: `on_nonfinite_loss`);
   a checkpoint with non-finite weights is never written.
@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from . import baselines, evaluation, grid, testing
+from .baseline_cache import BaselineCache
 from .errors import TrainingDiverged
 from .metrics import crop, image_metrics, interior_margin
 from .seeding import EVAL_SEED
@@ -54,6 +55,8 @@ class UnfoldedModule(pl.LightningModule):
         tikhonov_refine: int = TIKHONOV["refine"],
         tikhonov_tol: float = TIKHONOV["tol"],
         tikhonov_max_iter: int = TIKHONOV["max_iter"],
+        baselines: Sequence[str] = ("tv", "bm3d"),
+        baseline_cache: str | None = "default",
         log_params_every_n_steps: int = 1,
         num_report_images: int = 3,
         train_noise_seed: int | None = 0,
@@ -78,9 +81,9 @@ class UnfoldedModule(pl.LightningModule):
         self.loss_region, self.init, self.full_loss_weight = loss_region, init, float(full_loss_weight)
         self.tikhonov = {"lambdas": list(tikhonov_lambdas), "refine": tikhonov_refine, "tol": tikhonov_tol,
                          "max_iter": tikhonov_max_iter}
+        self.baseline_methods, self.baseline_cache = list(baselines), BaselineCache.of(baseline_cache)  # TV, BM3D
         self.log_params_every_n_steps, self.num_report_images = log_params_every_n_steps, num_report_images
-        self.on_nonfinite_loss = on_nonfinite_loss
-        self.skipped_batches = 0
+        self.on_nonfinite_loss, self.skipped_batches = on_nonfinite_loss, 0
         self.run_config = run_config
         self.checkpoint_global_step: int | None = None  # step of a checkpoint loaded for evaluation
         self.results = evaluation.Results()
@@ -203,13 +206,11 @@ class UnfoldedModule(pl.LightningModule):
 
     # --- evaluation -------------------------------------------------------------------------------
     def tune_baseline(self) -> None:
-        """Choose the Tikhonov λ on the validation images (the validation noise draws), in every process."""
+        """Tune the baselines (Tikhonov, TV, BM3D) on the validation images, once, in every process."""
         dm = self.trainer.datamodule if self._trainer is not None else None
-        if dm is None or not self.tikhonov["lambdas"] or self.results.tikhonov_lambda is not None:
+        if dm is None or self.results.baselines is not None:
             return
-        lam, score = testing.tune_tikhonov(self)
-        self.results.tikhonov_lambda, self.results.tikhonov_val_psnr = lam, score
-        log.info("Tikhonov baseline: lambda=%.4g, validation interior PSNR %.2f dB", lam, score)
+        testing.tune_baselines(self)
 
     def on_validation_epoch_start(self) -> None:
         self.solver_stats.harvest(self.model, self.device)  # the last training step's solves are the epoch's
@@ -248,17 +249,16 @@ class UnfoldedModule(pl.LightningModule):
             self.results.grid_records += grid.test_batch(self, batch)
 
     def on_test_epoch_end(self) -> None:
-        records = evaluation.gather_records(self.results.test_records)
-        self.results.test_records = records
+        r = self.results
+        r.test_records = records = evaluation.gather_records(r.test_records)
         if not records:
             return
-        self.results.test_summary = evaluation.summarise(records, self.results.tikhonov_lambda)
-        for k, v in self.results.test_summary.items():
+        r.test_summary = evaluation.summarise(records, r.tikhonov_lambda, r.baselines)
+        for k, v in r.test_summary.items():
             self.log(f"test/{k.replace('model/', '')}", v)
-        if self.results.grid_lambdas:
-            self.results.grid_summary = grid.summarise(evaluation.gather_records(self.results.grid_records),
-                                                       self.results.grid_lambdas)
-            for row in self.results.grid_summary:
+        if r.grid_lambdas:
+            r.grid_summary = grid.summarise(evaluation.gather_records(r.grid_records), r.grid_lambdas)
+            for row in r.grid_summary:
                 self.log(f"test_grid/{row['cell']}/psnr_interior", row["model/psnr_interior"])
                 self.log(f"test_grid/{row['cell']}/gain_interior", row["gain/psnr_interior"])
         self.log("trainer/global_step", float(self.trained_steps))

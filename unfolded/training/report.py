@@ -8,15 +8,27 @@ from pathlib import Path
 import torch
 
 from .atomic import write_atomically
+from .compare import STILL
 from .logs import echo
 
-METHODS = (("adjoint", "Aᵀy"), ("bicubic", "bicubic upsampling"), ("tikhonov", "Tikhonov"), ("model", "unfolded model"))
+METHODS = (("adjoint", "Aᵀy"), ("bicubic", "bicubic upsampling"), ("tikhonov", "Tikhonov"), ("tv", "TV"),
+           ("bm3d", "BM3D"), ("model", "unfolded model"))
+
+
+def _label(key: str, label: str, summary: dict) -> str:
+    """A method's name with the setting tuned on the validation images; the model's says when it did not move."""
+    if key in ("tikhonov", "tv") and f"{key}/lambda" in summary:
+        return f"{label} (λ={summary[f'{key}/lambda']:.3g})"
+    if key == "bm3d" and summary.get("bm3d/factor", 1.0) != 1.0:
+        return f"{label} (σ×{summary['bm3d/factor']:g})"
+    if key == "model" and summary.get("model/did_not_move"):
+        return f"{label}: {STILL.upper()}"
+    return label
 
 
 def print_table(records: list[dict], summary: dict, hyperparameters: dict | None = None) -> None:
     from rich.table import Table
 
-    lam = summary.get("tikhonov/lambda")
     # an interior differs from the image only where the operator leaves a barely-measured ring (valid blur)
     ring = any(r[k] != r[k.replace("_interior", "")] for r in records for k in r if k.endswith("/psnr_interior"))
     inner = "psnr_interior" if ring else "psnr"
@@ -29,8 +41,7 @@ def print_table(records: list[dict], summary: dict, hyperparameters: dict | None
     for key, label in METHODS:
         if f"{key}/psnr" not in summary:
             continue
-        if key == "tikhonov" and lam is not None:
-            label = f"{label} (λ={lam:.3g})"
+        label = _label(key, label, summary)
         gain = ""
         if f"tikhonov/{inner}" in summary:
             gain = f"{summary[f'{key}/{inner}'] - summary[f'tikhonov/{inner}']:+.2f}"
@@ -40,16 +51,18 @@ def print_table(records: list[dict], summary: dict, hyperparameters: dict | None
         interior = [f"{summary[f'{key}/psnr_interior']:.2f}"] if ring else []
         table.add_row(label, f"{summary[f'{key}/psnr']:.2f}", *interior, f"{summary[f'{key}/ssim']:.4f}", gain,
                       gain_adjoint)
-    per_image = Table(title=f"Per image: PSNR{' interior' if ring else ''} (model / Tikhonov / Aᵀy)")
+    shown = [(k, label) for k, label in reversed(METHODS) if f"{k}/{inner}" in summary]
+    per_image = Table(title=f"Per image: PSNR{' interior' if ring else ''}")
     per_image.add_column("image")
-    per_image.add_column("model", justify="right")
-    per_image.add_column("Tikhonov", justify="right")
-    per_image.add_column("Aᵀy", justify="right")
+    for _, label in shown:
+        per_image.add_column(label, justify="right")
     for r in records:
-        per_image.add_row(r["name"], *(f"{r[f'{m}/{inner}']:.2f}" if f"{m}/{inner}" in r else "-"
-                                       for m in ("model", "tikhonov", "adjoint")))
+        per_image.add_row(r["name"], *(f"{r[f'{m}/{inner}']:.2f}" if f"{m}/{inner}" in r else "-" for m, _ in shown))
     echo(table)  # terminal and train.log
     echo(per_image)
+    if summary.get("model/did_not_move"):
+        echo(f"{STILL}: its test PSNR is within 0.01 dB of its start x₀'s ({summary['start/psnr']:.2f} dB); "
+             "this is not a result (lower the learning rate? see the prior's recipe in conf/prior)")
     if hyperparameters:
         echo("learned parameters: " + "; ".join(
             f"{k} = {[round(float(v), 4) for v in torch.as_tensor(t).flatten()]}" for k, t in hyperparameters.items()))
@@ -96,9 +109,10 @@ def save_figure(path: Path, records: list[dict], history: dict | None, summary: 
     import matplotlib.pyplot as plt
 
     examples = [r for r in records if "images" in r]
-    cols = ["measurement", "adjoint", "tikhonov", "model", "target"]
-    titles = {"measurement": "measurement y", "adjoint": "Aᵀy", "tikhonov": "Tikhonov", "model": "unfolded",
-              "target": "target"}
+    cols = ["measurement", "adjoint", "tikhonov", "tv", "bm3d", "model", "target"]
+    cols = [c for c in cols if any(c in r["images"] for r in examples)] or cols
+    titles = {"measurement": "measurement y", "adjoint": "Aᵀy", "tikhonov": "Tikhonov", "tv": "TV", "bm3d": "BM3D",
+              "model": STILL if summary.get("model/did_not_move") else "unfolded", "target": "target"}
     n_rows = len(examples) + 1
     fig, axes = plt.subplots(n_rows, len(cols), figsize=(2.6 * len(cols), 2.7 * n_rows), squeeze=False)
     for row, rec in enumerate(examples):
@@ -166,6 +180,8 @@ def save_json(path: Path, records: list[dict], summary: dict, hyperparameters: d
         "images": [{k: v for k, v in r.items() if k != "images"} for r in records],
         "hyperparameters": {k: torch.as_tensor(v).detach().flatten().tolist() for k, v in hyperparameters.items()},
     }
+    if summary.get("model/did_not_move"):
+        data["note"] = STILL
     if grid:
         data["grid"] = grid
     return write_atomically(path, lambda f: f.write(json.dumps(data, indent=2).encode()))
