@@ -42,11 +42,11 @@ class KspaceMeasurements:
     def block(self, size: tuple[int, int]):
         return fully_sampled_block(size, **self.settings.mask)
 
-    def scale_and_maps(self, kspace: np.ndarray, file: str, slice_index: int,
-                       multicoil: bool) -> tuple[float, np.ndarray | None]:
-        """(s, maps) of one slice from its ACS block; kspace (coils, H, W) complex, unnormalised; no maps
-        for single-coil data."""
-        block = self.block(kspace.shape[-2:])
+    def scale_and_maps(self, kspace: np.ndarray, file: str, slice_index: int, multicoil: bool,
+                       block=None) -> tuple[float, np.ndarray | None]:
+        """(s, maps) of one slice from its ACS block (by default the one the mask settings sample fully);
+        kspace (coils, H, W) complex, unnormalised; no maps for single-coil data."""
+        block = self.block(kspace.shape[-2:]) if block is None else block
         low = acs_images(kspace, block)
         scale = float(np.sqrt((np.abs(low) ** 2).sum(0)).max())
         if scale <= 0:
@@ -72,19 +72,22 @@ class KspaceMeasurements:
             scales.append(s)
             maps.append(m)
             masks.append(self.mask(size, n, split, batch["acquired"][i]))
-        scale = torch.tensor(scales, dtype=k.dtype, device=k.device).reshape(-1, 1, 1, 1)
-        mask = torch.stack(masks)[:, None].to(device=k.device, dtype=k.dtype)  # (B, 1, H, W)
+        physics, y, scale = self.measure(k, torch.stack(masks), scales, maps)
         x = batch["image"] / scale
-        if multicoil:
-            physics = MultiCoilMRI(mask=mask, coil_maps=torch.from_numpy(np.stack(maps)).to(k.device),
-                                   device=k.device, **self.settings.solver)
-            y = mask[:, :, None] * k / scale[..., None]
-        else:
-            physics = MRI(mask=mask, device=k.device)
-            y = mask * k / scale
         if split == "val" and int(batch["index"][0]) == 0:
             self._example = physics
         return x, physics, y
+
+    def measure(self, k: Tensor, masks: Tensor, scales: list[float], maps: list) -> tuple[object, Tensor, Tensor]:
+        """(physics, y = M ⊙ k / s, s as (B, 1, 1, 1)) of k-space k (B, 2, coils, H, W) or (B, 2, H, W), masks
+        (B, H, W), one s and one maps array (None single-coil) per slice."""
+        scale = torch.tensor(scales, dtype=k.dtype, device=k.device).reshape(-1, 1, 1, 1)
+        mask = masks[:, None].to(device=k.device, dtype=k.dtype)  # (B, 1, H, W)
+        if k.dim() == 5:
+            physics = MultiCoilMRI(mask=mask, coil_maps=torch.from_numpy(np.stack(maps)).to(k.device),
+                                   device=k.device, **self.settings.solver)
+            return physics, mask[:, :, None] * k / scale[..., None], scale
+        return MRI(mask=mask, device=k.device), mask * k / scale, scale
 
     @staticmethod
     def _complex(k: Tensor) -> np.ndarray:
