@@ -66,6 +66,8 @@ class Reconstructor(nn.Module):
 def from_model_file(mf: model_files.ModelFile, source: str, physics_overrides: dict | None = None) -> Reconstructor:
     """Build the model and physics of a model file (its `_target_`s checked first), load its weights strictly."""
     config = copy.deepcopy(mf.config)
+    if isinstance(config.get("physics"), dict) and config["physics"].get("maps_cache_dir") is not None:
+        config["physics"]["maps_cache_dir"] = None  # a stored model does not choose where files are written
     if physics_overrides:
         config["physics"] = merge_physics(config.get("physics") or {}, physics_overrides, source)
     for key in ("algo", "physics"):
