@@ -82,7 +82,7 @@ def read_volume_info(path: str | Path, target_key: str | None = "reconstruction_
         if target_key is None and "kspace" in hf:
             single = hf["kspace"].ndim == 3 and "reconstruction_esc" in hf
             target_key = "reconstruction_esc" if single else "reconstruction_rss"
-        if not require_target and target_key not in hf:
+        if not require_target and (target_key is None or target_key not in hf):
             target_key = None
         for key in ("kspace", target_key, "ismrmrd_header"):
             if key is not None and key not in hf:

@@ -78,7 +78,8 @@ def run(cfg: DictConfig) -> int:
                      "x".join(str(n) for n in x_hat.shape[-2:]))
         except (ValueError, RuntimeError, OSError) as e:
             failed += 1
-            log.error("[%d/%d] %s: not reconstructed: %s", i + 1, len(files), path.name, _one_line(e))
+            log.error("[%d/%d] %s: not reconstructed: %s", i + 1, len(files), path.name,
+                      _one_line(e).removeprefix(f"{path}: "))  # the file is named once
     if simulated:
         score(rec, simulated, out)
     if scored:
