@@ -111,8 +111,9 @@ def test_undersampled_files_keep_their_own_mask_and_bad_files_are_one_line(fastm
 
 @pytest.mark.slow
 def test_a_fastmri_model_exports_and_loads(fastmri_run, tmp_path):
-    """The stored physics is library code (unfolded.physics.kspace), so the run exports and loads; the
-    exported model reconstructs exactly as the checkpoint; a stored maps cache folder is not used."""
+    """The stored physics is library code (unfolded.physics.kspace), so the run exports and loads (and
+    loads back into Lightning); the exported model reconstructs exactly as the checkpoint; a stored maps
+    cache folder is not used."""
     from unfolded.export import main as export
 
     run, data = fastmri_run
@@ -124,6 +125,10 @@ def test_a_fastmri_model_exports_and_loads(fastmri_run, tmp_path):
     va, ma, _ = VolumePredictor(a).volume(test_file)
     vb, mb, _ = VolumePredictor(b).volume(test_file)
     assert np.array_equal(va, vb) and ma == mb
+    from unfolded.training import UnfoldedModule
+
+    module = UnfoldedModule.load_from_checkpoint(run / "checkpoints" / "best.ckpt")  # its loss is MagnitudeLoss
+    assert type(module.simulator).__name__ == "KspaceMeasurements"
     mf = model_files.from_export(file)
     mf.config["physics"]["maps_cache_dir"] = str(tmp_path / "elsewhere")
     assert unfolded.load(model_files.export(mf, tmp_path / "cache.safetensors")).physics_bank.fixed.maps_cache_dir \
