@@ -4,7 +4,8 @@ fastMRI stores them, written as fastMRI's submissions are.
 Per volume, slice by slice (the file is read one slice at a time): the k-space is undersampled as follows,
 then measured exactly as in training (`KspaceMeasurements`: readout crop, the per-slice scale s and the
 coil maps estimated from the ACS lines, y = M ⊙ k / s), reconstructed with the model's start x₀, and
-|x̂|·s centre-cropped to the target size (the target's, else the header's reconstruction size).
+|x̂|·s centre-cropped to the target size (the target's, else the header's reconstruction size; a square
+of the image's width when that is narrower, as fastMRI's `run_pretrained_varnet` crops).
 
 - A file with a `mask` dataset (fastMRI's test and challenge files) is already undersampled: its own mask
   is used, and its ACS block is the run of sampled columns around the centre.
@@ -106,6 +107,8 @@ class VolumePredictor:
                 targets.append(torch.from_numpy(target))
             for name, x in methods.items():
                 image = magnitude(x.float())[0, 0] * scale.reshape(())
+                if image.shape[-1] < crop[1]:  # fastMRI's rule (run_pretrained_varnet): a square of the width
+                    crop = (image.shape[-1], image.shape[-1])
                 recons.setdefault(NAMES.get(name, name), []).append(center_crop(image, crop).cpu())
         volume = torch.stack(recons["model"]).numpy().astype(np.float32)
         if not targets:
