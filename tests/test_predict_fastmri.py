@@ -172,10 +172,17 @@ def test_the_acs_block_of_a_files_own_mask():
 
 
 def test_a_stored_fastmri_physics_is_checked_like_any(tmp_path):
-    """Moving KspacePhysics into unfolded.physics does not open the allow-list: unfolded.training stays out."""
+    """Moving KspacePhysics into unfolded.physics does not open the allow-list: unfolded.training stays out;
+    a checkpoint's module settings may build the fastMRI loss, not the rest of unfolded.mri."""
     from unfolded.training.building import check_targets
 
     check_targets({"_target_": "unfolded.physics.kspace.KspacePhysics"}, "x", "physics")
     check_targets({"_target_": "unfolded.training.kspace_measurements.KspacePhysics"}, "x", "physics")  # re-export
     with pytest.raises(ConfigError, match="refused to build"):
         check_targets({"_target_": "unfolded.training.kspace_measurements.KspaceMeasurements"}, "x", "physics")
+    from unfolded.training.inference import MODULE_TRUSTED
+
+    check_targets({"loss": {"_target_": "unfolded.mri.losses.MagnitudeLoss"}}, "x", "module", MODULE_TRUSTED)
+    for target in ("unfolded.mri.generate.generate", "unfolded.mri.losses.magnitude"):  # writes files; not a loss
+        with pytest.raises(ConfigError, match="refused to build"):
+            check_targets({"loss": {"_target_": target}}, "x", "module", MODULE_TRUSTED)
