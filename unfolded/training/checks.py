@@ -185,10 +185,10 @@ def _check_noise_level(cfg: DictConfig) -> None:
 KSPACE_PHYSICS = ("MRI", "MultiCoilMRI", "KspacePhysics")
 
 
-def measures_kspace(physics) -> bool:
-    """The one rule on a configuration (before anything is built): its physics node's measurements are
-    k-space (MRI, MultiCoilMRI, physics=fastmri's KspacePhysics), by the class its `_target_` names; its
-    images are then complex (2 channels)."""
+def physics_measures_kspace(physics) -> bool:
+    """The one rule on a configuration's physics node, before anything is built (`metrics.measures_kspace`
+    is its twin on built operators): its measurements are k-space (MRI, MultiCoilMRI, physics=fastmri's
+    KspacePhysics), by the class its `_target_` names; its images are then complex (2 channels)."""
     return str(physics.get("_target_", "")).rsplit(".", 1)[-1] in KSPACE_PHYSICS
 
 
@@ -208,7 +208,7 @@ def _check_channels(cfg: DictConfig) -> None:
         if value is not None and int(value) != channels:
             raise ConfigError(f"image channels (data.channels={channels}) != model channels ({where}={value})")
     physics = cfg.get("physics")
-    if channels != 2 and physics is not None and measures_kspace(physics):
+    if channels != 2 and physics is not None and physics_measures_kspace(physics):
         raise ConfigError(f"MRI physics needs complex images: data.channels=2 (as in data=mri), got "
                           f"data.channels={channels}")
 

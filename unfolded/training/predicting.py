@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import baselines, evaluation, predict_fastmri, report
-from .checks import measures_kspace
+from .checks import physics_measures_kspace
 from .errors import ConfigError
 from .inference import load
 from .logs import echo
@@ -43,7 +43,7 @@ def run(cfg: DictConfig) -> int:
     rec = load(cfg.ckpt_path, device=cfg.device, physics=overrides)
     files = input_files(cfg.input)
     out = Path(str(cfg.output))
-    kspace = measures_kspace(rec.config["physics"])
+    kspace = physics_measures_kspace(rec.config["physics"])
     channels = int(rec.channels or 1)
     log.info("model %s (step %s, start x0 = %s), %d input file(s) -> %s", cfg.ckpt_path,
              rec.info.get("global_step"), rec.init, len(files), out)
