@@ -23,10 +23,11 @@ from unfolded.mri.coil_maps import relative_error
 from unfolded.mri.fastmri_files import read_volume_info
 from unfolded.mri.generate import generate
 from unfolded.mri.metrics import center_crop, volume_metrics
+from unfolded.physics.kspace import KspacePhysics
 from unfolded.physics.mri import MultiCoilMRI
 from unfolded.training.baselines import tikhonov
 from unfolded.training.fastmri import FastMRISlices, collate
-from unfolded.training.kspace_measurements import KspacePhysics
+from unfolded.training.kspace_measurements import KspaceMeasurements
 
 MASK = {"pattern": "random", "acceleration": 4, "center_fraction": 0.08}
 VARIANTS = {"espirit (crop 0)": ("espirit", {"crop": 0.0}), "espirit (crop 0.95)": ("espirit", {"crop": 0.95}),
@@ -52,7 +53,7 @@ def main(folder: str | None = None, lam: float = 1e-3) -> dict:
             targets[f.name].append(batch["target"][0])
             obj = batch["image"][0, 0].numpy() > 0.1 * float(batch["image"].max())
             for name, (method, esp) in VARIANTS.items():
-                meas = KspacePhysics(mask=MASK, coil_maps=method, espirit=esp).measurements(0, 1234)
+                meas = KspaceMeasurements(KspacePhysics(mask=MASK, coil_maps=method, espirit=esp), 0, 1234)
                 x, physics, y = meas.batch(batch, "test")
                 errors[name].append(relative_error(physics.coil_maps[0].numpy(), true, obj))
                 scale = float(meas.scales(batch)[0])

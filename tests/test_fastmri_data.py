@@ -14,10 +14,11 @@ import torch
 from unfolded.mri import coil_maps as cm
 from unfolded.mri.fastmri_files import FastMRIFileError, read_slice, read_volume_info
 from unfolded.mri.generate import generate
+from unfolded.physics.kspace import KspacePhysics
 from unfolded.training.config import compose
 from unfolded.training.errors import ConfigError
 from unfolded.training.fastmri import FastMRIDataModule, FastMRISlices, collate
-from unfolded.training.kspace_measurements import KspacePhysics
+from unfolded.training.kspace_measurements import KspaceMeasurements
 from unfolded.training.pipeline import run
 
 SMALL = {"slices": 2, "coils": 4, "kspace_shape": (64, 160), "recon_size": (32, 32)}  # 0.08 x 160 = 13 ACS lines
@@ -126,8 +127,8 @@ def _batch(folder, slices=(0, 1)):
 
 def test_measurements_mask_the_files_kspace_per_sample(folder):
     batch = _batch(folder)
-    meas = KspacePhysics(mask={"pattern": "random", "acceleration": 4, "center_fraction": 0.08},
-                         coil_maps="acs").measurements(train_seed=3, eval_seed=7)
+    meas = KspaceMeasurements(KspacePhysics(mask={"pattern": "random", "acceleration": 4, "center_fraction": 0.08},
+                                              coil_maps="acs"), train_seed=3, eval_seed=7)
     x, physics, y = meas.batch(batch, "train")
     s = meas.scales(batch).reshape(-1, 1, 1, 1)
     assert torch.allclose(y, physics.mask[:, :, None] * batch["kspace"] / s[..., None])  # measured, not simulated
@@ -178,7 +179,7 @@ def test_maps_cache_on_disk(tmp_path):
     ({"espirit": {"kernel": 5}}, r"physics.espirit: unknown key\(s\) \['kernel'\]"),
 ])
 def test_bad_physics_settings(kwargs, match):
-    with pytest.raises(ConfigError, match=match):
+    with pytest.raises(ValueError, match=match):
         KspacePhysics(**kwargs)
 
 
@@ -223,7 +224,7 @@ def test_single_coil_files(tmp_path):
     assert not dm.multicoil and dm.volumes["test"][0].target_key == "reconstruction_esc"
     batch = collate([FastMRISlices(dm.volumes["test"], True)[0]])
     assert batch["kspace"].shape == (1, 2, 32, 160)
-    meas = KspacePhysics(mask={"acceleration": 8, "center_fraction": 0.04}).measurements(0, 1)
+    meas = KspaceMeasurements(KspacePhysics(mask={"acceleration": 8, "center_fraction": 0.04}), 0, 1)
     x, physics, y = meas.batch(batch, "test")
     assert type(physics).__name__ == "MRI" and y.shape == (1, 2, 32, 160)
     assert torch.allclose(y, physics.mask * batch["kspace"] / meas.scales(batch).reshape(-1, 1, 1, 1))
@@ -234,7 +235,7 @@ def test_code_defaults_equal_the_yaml_defaults(tmp_path):
 
     from omegaconf import OmegaConf
 
-    from unfolded.training.kspace_measurements import ESPIRIT
+    from unfolded.physics.kspace import ESPIRIT
 
     cfg = OmegaConf.to_container(compose(["physics=fastmri"], tmp_path), resolve=False)
     for cls, node in ((FastMRIDataModule, cfg["data"]), (KspacePhysics, cfg["physics"])):

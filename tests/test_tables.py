@@ -46,3 +46,24 @@ def test_a_block_is_rewritten_from_the_stored_results(tmp_path, monkeypatch):
 def test_unknown_table_is_refused():
     with pytest.raises(SystemExit):
         tables.main(["nope"])
+
+
+def test_the_fastmri_table_is_rendered_from_the_runs_volume_metrics(tmp_path, monkeypatch):
+    """Baselines once (from the first run), then each model with its gains over zero-filled RSS and CG-SENSE."""
+    def methods(model_psnr):
+        return {"model": {"psnr": model_psnr, "ssim": 0.9, "nmse": 0.01},
+                "adjoint": {"psnr": 21.0, "ssim": 0.55, "nmse": 0.2},
+                "zero_filled_rss": {"psnr": 20.5, "ssim": 0.6, "nmse": 0.21},
+                "cg_sense": {"psnr": 25.0, "ssim": 0.62, "nmse": 0.08}}
+    rows = {f"M{i} (`x`)": {"global_step": 200, "wall_seconds": 900 * i, "summary": {}, "images": [],
+                            "fastmri": {"tikhonov_lambda": 0.0025, "methods": methods(30.0 + i),
+                                        "volumes": {"a.h5": {}, "b.h5": {}}}} for i in (1, 2)}
+    (tmp_path / "fastmri.json").write_text(json.dumps({"date": "2026-12-02", "rows": rows}))
+    monkeypatch.setattr(tables, "RESULTS", tmp_path)
+    text = tables.render("fastmri")
+    assert "| method (2 test volumes) | PSNR (dB) | SSIM | NMSE |" in text
+    assert "| zero-filled RSS (fastMRI's baseline) | 20.50 | 0.6000 | 0.2100 |" in text
+    assert "| CG-SENSE (ESPIRiT maps, λ = 0.0025 tuned on validation) | 25.00 | 0.6200 | 0.0800 |" in text
+    assert "| M1 (`x`) | 31.00 | 0.9000 | 0.0100 | **+10.50 / +6.00** | 200 | 15 min |" in text
+    assert "| M2 (`x`) | 32.00 | 0.9000 | 0.0100 | **+11.50 / +7.00** | 200 | 30 min |" in text
+    assert text.endswith("<sub>`make results TABLES=fastmri`, 2026-12-02.</sub>")

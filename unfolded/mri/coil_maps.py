@@ -23,10 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..physics.kspace import COIL_MAP_METHODS as METHODS
 from ..training.atomic import write_atomically
-
-METHODS = ("espirit", "acs")
-
 
 Block = tuple[tuple[int, int], tuple[int, int]]  # ((first row, rows), (first column, columns)) fully sampled
 

@@ -7,8 +7,9 @@ the magnitude image centre-cropped to the reconstruction size (320×320); attrib
 `norm`, `patient_id`; and `ismrmrd_header`, an ISMRMRD XML document from which fastMRI's `SliceDataset`
 reads the encoding size, the reconstruction size and the acquired phase-encoding lines:
 padding_left = W//2 − center, padding_right = padding_left + maximum + 1 (columns outside are zero-filled).
-`minimal_header` writes only those elements (real files have many more); `read_volume_info` parses them
-the way fastMRI does.
+fastMRI's test and challenge files are already undersampled: no target, and a `mask` dataset (W,) of the
+acquired columns (attributes `acceleration`, `num_low_frequency`). `minimal_header` writes only the header
+elements above (real files have many more); `read_volume_info` parses them the way fastMRI does.
 """
 
 from __future__ import annotations
@@ -47,13 +48,14 @@ class VolumeInfo:
     num_slices: int
     multicoil: bool
     kspace_shape: tuple[int, ...]  # of one slice: (coils, H, W) or (H, W)
-    target_key: str
-    target_shape: tuple[int, int]
+    target_key: str | None  # None: a file without a target (fastMRI's test and challenge files)
+    target_shape: tuple[int, int]  # of the target, else the header's reconstruction size
     encoding_size: tuple[int, int, int]
     recon_size: tuple[int, int, int]
     padding_left: int
     padding_right: int
     attrs: dict = field(default_factory=dict)
+    has_mask: bool = False  # a `mask` dataset: the k-space is already undersampled (test and challenge files)
 
 
 def _query(root: ET.Element, path: list[str], where: Path) -> int:
@@ -63,8 +65,12 @@ def _query(root: ET.Element, path: list[str], where: Path) -> int:
     return int(node.text)
 
 
-def read_volume_info(path: str | Path, target_key: str = "reconstruction_rss") -> VolumeInfo:
-    """Shapes, header and attributes of one file, without reading any k-space."""
+def read_volume_info(path: str | Path, target_key: str | None = "reconstruction_rss",
+                     require_target: bool = True) -> VolumeInfo:
+    """Shapes, header and attributes of one file, without reading any k-space. With `require_target=False`
+    a file without `target_key` is read too (target_key None, target_shape the header's reconstruction
+    size); target_key None then takes the file's target by fastMRI's rule (`reconstruction_esc` for
+    single-coil files that have it, else `reconstruction_rss`)."""
     import h5py
 
     path = Path(path)
@@ -73,14 +79,20 @@ def read_volume_info(path: str | Path, target_key: str = "reconstruction_rss") -
     except OSError as e:
         raise FastMRIFileError(f"{path}: not a readable HDF5 file ({e})") from None
     with hf:
+        if target_key is None and "kspace" in hf:
+            single = hf["kspace"].ndim == 3 and "reconstruction_esc" in hf
+            target_key = "reconstruction_esc" if single else "reconstruction_rss"
+        if not require_target and (target_key is None or target_key not in hf):
+            target_key = None
         for key in ("kspace", target_key, "ismrmrd_header"):
-            if key not in hf:
+            if key is not None and key not in hf:
                 raise FastMRIFileError(f"{path}: no '{key}' dataset (has: {', '.join(sorted(hf.keys()))})")
-        kspace, target = hf["kspace"], hf[target_key]
+        kspace = hf["kspace"]
         if kspace.ndim not in (3, 4) or not np.issubdtype(kspace.dtype, np.complexfloating):
             raise FastMRIFileError(f"{path}: 'kspace' must be complex (slices, coils, H, W) or (slices, H, W), "
                                    f"got {kspace.dtype} {kspace.shape}")
-        if target.ndim != 3 or target.shape[0] != kspace.shape[0]:
+        target = hf[target_key] if target_key is not None else None
+        if target is not None and (target.ndim != 3 or target.shape[0] != kspace.shape[0]):
             raise FastMRIFileError(f"{path}: '{target_key}' must be (slices, h, w) with {kspace.shape[0]} slices, "
                                    f"got {target.shape}")
         try:
@@ -94,16 +106,29 @@ def read_volume_info(path: str | Path, target_key: str = "reconstruction_rss") -
         padding_right = padding_left + _query(root, lims + ["maximum"], path) + 1
         attrs = {k: (v.decode() if isinstance(v, bytes) else v.item() if hasattr(v, "item") else v)
                  for k, v in hf.attrs.items()}
+        has_mask = "mask" in hf
+        if has_mask and hf["mask"].shape != (kspace.shape[-1],):
+            raise FastMRIFileError(f"{path}: 'mask' must be one value per phase-encoding column "
+                                   f"({kspace.shape[-1]},), got {hf['mask'].shape}")
+        shape = tuple(target.shape[1:]) if target is not None else rec[:2]
         return VolumeInfo(path, int(kspace.shape[0]), kspace.ndim == 4, tuple(kspace.shape[1:]), target_key,
-                          tuple(target.shape[1:]), enc, rec, padding_left, padding_right, attrs)
+                          shape, enc, rec, padding_left, padding_right, attrs, has_mask)
 
 
-def read_slice(info: VolumeInfo, index: int) -> tuple[np.ndarray, np.ndarray]:
-    """(k-space (coils, H, W) complex64 — one coil for single-coil files —, target (h, w) float32) of one
-    slice; the file is opened for this read only (safe in DataLoader workers)."""
+def read_slice(info: VolumeInfo, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(k-space (coils, H, W) complex64 — one coil for single-coil files —, target (h, w) float32 or None
+    without one) of one slice; the file is opened for this read only (safe in DataLoader workers)."""
     import h5py
 
     with h5py.File(info.path, "r") as hf:
         kspace = np.asarray(hf["kspace"][index])
-        target = np.asarray(hf[info.target_key][index])
+        target = np.asarray(hf[info.target_key][index]) if info.target_key is not None else None
     return (kspace if info.multicoil else kspace[None]), target
+
+
+def read_mask(info: VolumeInfo) -> np.ndarray:
+    """The file's own sampling mask (W,) bool: the phase-encoding columns its k-space holds."""
+    import h5py
+
+    with h5py.File(info.path, "r") as hf:
+        return np.asarray(hf["mask"][()]).astype(bool)

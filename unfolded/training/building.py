@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from .errors import ConfigError
 from .physics_bank import PhysicsBank
+from .simulation import is_measured
 
 # packages whose classes and functions a stored configuration may build (the model and the physics)
 TRUSTED_PACKAGES = ("unfolded.physics", "unfolded.optim", "unfolded.models", "unfolded.solvers", "torch.nn")
@@ -85,7 +86,7 @@ def _build_sized_physics(node: DictConfig, size) -> object:
 
 
 def build_physics(cfg: DictConfig):
-    """A PhysicsBank; or, for real measurements, the physics that measures them (`measurements()`)."""
+    """A PhysicsBank; or, for measured k-space (`simulation.is_measured`), its settings as they are."""
     node = cfg.physics
     if "img_size" in node and node.img_size is None:
         # Built per image size (training crops and test images get their own operator). A partial, not a
@@ -96,7 +97,7 @@ def build_physics(cfg: DictConfig):
             bank.example((int(data.channels), int(data.crop_size), int(data.crop_size)))  # bad settings fail now
         return bank
     physics = build(node, "physics")
-    return physics if callable(getattr(physics, "measurements", None)) else PhysicsBank(physics=physics)
+    return physics if is_measured(physics) else PhysicsBank(physics=physics)
 
 
 def build_model(cfg: DictConfig) -> torch.nn.Module:

@@ -182,6 +182,16 @@ def _check_noise_level(cfg: DictConfig) -> None:
                           "(e.g. algo.sigma_denoiser=0.05; add sigma_denoiser to algo.trainable_params to learn it)")
 
 
+KSPACE_PHYSICS = ("MRI", "MultiCoilMRI", "KspacePhysics")
+
+
+def physics_measures_kspace(physics) -> bool:
+    """The one rule on a configuration's physics node, before anything is built (`metrics.measures_kspace`
+    is its twin on built operators): its measurements are k-space (MRI, MultiCoilMRI, physics=fastmri's
+    KspacePhysics), by the class its `_target_` names; its images are then complex (2 channels)."""
+    return str(physics.get("_target_", "")).rsplit(".", 1)[-1] in KSPACE_PHYSICS
+
+
 def _check_channels(cfg: DictConfig) -> None:
     data, found = cfg.get("data"), _denoiser_node(cfg)
     if data is None or data.get("channels") is None:
@@ -198,7 +208,7 @@ def _check_channels(cfg: DictConfig) -> None:
         if value is not None and int(value) != channels:
             raise ConfigError(f"image channels (data.channels={channels}) != model channels ({where}={value})")
     physics = cfg.get("physics")
-    if channels != 2 and physics is not None and "MRI" in str(physics.get("_target_", "")).rsplit(".", 1)[-1]:
+    if channels != 2 and physics is not None and physics_measures_kspace(physics):
         raise ConfigError(f"MRI physics needs complex images: data.channels=2 (as in data=mri), got "
                           f"data.channels={channels}")
 

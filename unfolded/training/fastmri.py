@@ -156,13 +156,7 @@ class FastMRIDataModule(pl.LightningDataModule):
 
     @staticmethod
     def _info(f: Path, target_key: str | None) -> VolumeInfo:
-        try:
-            if target_key is None:  # multi-coil files have RSS targets; single-coil ones ESC as well
-                import h5py
-
-                with h5py.File(f, "r") as hf:
-                    single = "kspace" in hf and hf["kspace"].ndim == 3 and "reconstruction_esc" in hf
-                target_key = "reconstruction_esc" if single else "reconstruction_rss"
+        try:  # target_key None: the file's target by fastMRI's rule (RSS; ESC for single-coil files)
             return read_volume_info(f, target_key)
         except (FastMRIFileError, OSError) as e:
             raise ConfigError(str(e)) from None

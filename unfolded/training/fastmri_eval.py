@@ -53,9 +53,13 @@ def evaluate_volumes(module, datamodule, split: str = "test", lam: float | None 
     for file, recs in slices.items():
         target = torch.stack(recs.pop("target"))
         volumes[Path(file).name] = {name: volume_metrics(target, torch.stack(r)) for name, r in recs.items()}
-    methods = {name: {m: sum(v[name][m] for v in volumes.values()) / len(volumes) for m in ("nmse", "psnr", "ssim")}
-               for name in next(iter(volumes.values()))}
-    return {"split": split, "tikhonov_lambda": lam, "methods": methods, "volumes": volumes}
+    return {"split": split, "tikhonov_lambda": lam, "methods": mean_over_volumes(volumes), "volumes": volumes}
+
+
+def mean_over_volumes(volumes: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """{method: {nmse, psnr, ssim}} averaged over {file: {method: {...}}}, as fastMRI's `evaluate.py` does."""
+    return {name: {m: sum(v[name][m] for v in volumes.values()) / len(volumes) for m in ("nmse", "psnr", "ssim")}
+            for name in next(iter(volumes.values()))}
 
 
 class FastMRIVolumeMetrics(pl.Callback):

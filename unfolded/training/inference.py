@@ -21,7 +21,10 @@ from .building import build_model, build_physics, check_targets
 from .errors import ConfigError
 from .physics_bank import PhysicsBank
 from .seeding import EVAL_SEED
-from .simulation import INITS, Simulator, initial_estimate
+from .simulation import INITS, Simulator, initial_estimate, is_measured
+
+# what a checkpoint's module settings (loss, optimiser, scheduler) may build: physics=fastmri's loss is ours
+MODULE_TRUSTED = ("torch.nn", "torch.optim", "unfolded.mri.losses")
 
 
 class Reconstructor(nn.Module):
@@ -66,6 +69,8 @@ class Reconstructor(nn.Module):
 def from_model_file(mf: model_files.ModelFile, source: str, physics_overrides: dict | None = None) -> Reconstructor:
     """Build the model and physics of a model file (its `_target_`s checked first), load its weights strictly."""
     config = copy.deepcopy(mf.config)
+    if isinstance(config.get("physics"), dict) and config["physics"].get("maps_cache_dir") is not None:
+        config["physics"]["maps_cache_dir"] = None  # a stored model does not choose where files are written
     if physics_overrides:
         config["physics"] = merge_physics(config.get("physics") or {}, physics_overrides, source)
     for key in ("algo", "physics"):
@@ -143,10 +148,11 @@ def module_arguments(checkpoint_path, hparams_file=None, weights_only=None, **kw
         ckpt = model_files.read_checkpoint(str(path))
         rec = from_model_file(model_files.of_checkpoint(ckpt, path), str(path))
         kwargs.setdefault("model", rec.model)
-        kwargs.setdefault("physics", rec.physics_bank)
+        fixed = rec.physics_bank.fixed
+        kwargs.setdefault("physics", fixed if is_measured(fixed) else rec.physics_bank)  # k-space settings as built
         settings = dict(ckpt["unfolded_config"].get("module") or {})
         settings.pop("_target_", None)
-        check_targets(settings, str(path), "module", trusted=("torch.nn", "torch.optim"))
+        check_targets(settings, str(path), "module", trusted=MODULE_TRUSTED)
         from hydra.utils import instantiate
 
         for key, value in instantiate(OmegaConf.create(settings)).items():

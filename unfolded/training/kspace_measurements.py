@@ -1,9 +1,9 @@
 """Measurements of real k-space slices (the `physics` of `data=fastmri`): y = M ⊙ k of the file, with
 estimated coil maps, normalised per slice. See `training.fastmri` for the whole data flow.
 
-`KspacePhysics` holds the settings (the `physics` config node); the module turns it into
-`KspaceMeasurements` with the run's seeds, which measures batches as `Simulator` does for simulated data:
-`batch(batch, split) -> (x, physics, y)`.
+`physics.kspace.KspacePhysics` holds the settings (the `physics` config node); `simulation.measurements`
+turns it into `KspaceMeasurements` with the run's seeds, which measures batches as `Simulator` does for
+simulated data: `batch(batch, split) -> (x, physics, y)`.
 """
 
 from __future__ import annotations
@@ -12,55 +12,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..mri.coil_maps import METHODS, MapsCache, acs_images, estimate_maps
+from ..mri.coil_maps import MapsCache, acs_images, estimate_maps
+from ..physics.kspace import ESPIRIT, KspacePhysics
 from ..physics.mri import MRI, MultiCoilMRI
-from ..physics.mri_masks import FASTMRI_PATTERNS, _fastmri_args, fastmri_mask, fully_sampled_block
+from ..physics.mri_masks import fastmri_mask, fully_sampled_block
 from . import seeding
-from .errors import ConfigError
 
-MASK_KEYS = ("pattern", "acceleration", "center_fraction")
-# crop 0 (sigpy's default is 0.95) keeps maps in the background too, so SENSE-type reconstructions
-# (CG-SENSE, MoDL) reproduce the background of the RSS target instead of a constant there
-ESPIRIT = {"kernel_width": 6, "thresh": 0.02, "crop": 0.0, "max_iter": 100}
-
-
-class KspacePhysics:
-    """`mask`: {pattern, acceleration, center_fraction} of `physics.mri_masks.fastmri_mask`; `coil_maps`:
-    espirit | acs; `espirit`: EspiritCalib settings (ESPIRIT's keys, those given replace its values);
-    `maps_cache_dir`: keep estimated maps on disk (null: in memory only); `tol`, `max_iter`,
-    `implicit_backward_solver`: the multi-coil operator's CG solves (as MultiCoilMRI's)."""
-
-    def __init__(self, mask: dict | None = None, coil_maps: str = "espirit", espirit: dict | None = None,
-                 maps_cache_dir: str | None = None, tol: float = 1e-4, max_iter: int = 50,
-                 implicit_backward_solver: bool = True):
-        mask = dict(mask or {})
-        unknown = set(mask) - set(MASK_KEYS)
-        if unknown:
-            raise ConfigError(f"physics.mask: unknown key(s) {sorted(unknown)}; allowed: {', '.join(MASK_KEYS)}")
-        mask.setdefault("pattern", "random")
-        mask.setdefault("acceleration", 4)
-        mask.setdefault("center_fraction", None)
-        if mask["pattern"] not in FASTMRI_PATTERNS:
-            raise ConfigError(f"physics.mask.pattern must be one of {', '.join(FASTMRI_PATTERNS)}, got "
-                              f"{mask['pattern']!r}")
-        try:  # one draw now, so that a bad setting fails at start-up (Poisson: only its arguments, it is slow)
-            if mask["pattern"] == "poisson":
-                _fastmri_args((8, 8), mask["acceleration"], mask["center_fraction"], "physics.mask")
-            else:
-                fastmri_mask((8, 128), **mask, seed=0)
-        except ValueError as e:
-            raise ConfigError(f"physics.mask: {e}") from None
-        if coil_maps not in METHODS:
-            raise ConfigError(f"physics.coil_maps must be one of {', '.join(METHODS)}, got {coil_maps!r}")
-        unknown = set(espirit or {}) - set(ESPIRIT)
-        if unknown:
-            raise ConfigError(f"physics.espirit: unknown key(s) {sorted(unknown)}; allowed: {', '.join(ESPIRIT)}")
-        self.mask, self.coil_maps, self.espirit = mask, coil_maps, {**ESPIRIT, **(espirit or {})}
-        self.maps_cache_dir = maps_cache_dir
-        self.solver = {"tol": tol, "max_iter": max_iter, "implicit_backward_solver": implicit_backward_solver}
-
-    def measurements(self, train_seed: int | None, eval_seed: int) -> KspaceMeasurements:
-        return KspaceMeasurements(self, train_seed, eval_seed)
+__all__ = ["ESPIRIT", "KspacePhysics", "KspaceMeasurements"]  # KspacePhysics lives in unfolded.physics.kspace
 
 
 class KspaceMeasurements:
@@ -84,11 +42,11 @@ class KspaceMeasurements:
     def block(self, size: tuple[int, int]):
         return fully_sampled_block(size, **self.settings.mask)
 
-    def scale_and_maps(self, kspace: np.ndarray, file: str, slice_index: int,
-                       multicoil: bool) -> tuple[float, np.ndarray | None]:
-        """(s, maps) of one slice from its ACS block; kspace (coils, H, W) complex, unnormalised; no maps
-        for single-coil data."""
-        block = self.block(kspace.shape[-2:])
+    def scale_and_maps(self, kspace: np.ndarray, file: str, slice_index: int, multicoil: bool,
+                       block=None) -> tuple[float, np.ndarray | None]:
+        """(s, maps) of one slice from its ACS block (by default the one the mask settings sample fully);
+        kspace (coils, H, W) complex, unnormalised; no maps for single-coil data."""
+        block = self.block(kspace.shape[-2:]) if block is None else block
         low = acs_images(kspace, block)
         scale = float(np.sqrt((np.abs(low) ** 2).sum(0)).max())
         if scale <= 0:
@@ -114,19 +72,22 @@ class KspaceMeasurements:
             scales.append(s)
             maps.append(m)
             masks.append(self.mask(size, n, split, batch["acquired"][i]))
-        scale = torch.tensor(scales, dtype=k.dtype, device=k.device).reshape(-1, 1, 1, 1)
-        mask = torch.stack(masks)[:, None].to(device=k.device, dtype=k.dtype)  # (B, 1, H, W)
+        physics, y, scale = self.measure(k, torch.stack(masks), scales, maps)
         x = batch["image"] / scale
-        if multicoil:
-            physics = MultiCoilMRI(mask=mask, coil_maps=torch.from_numpy(np.stack(maps)).to(k.device),
-                                   device=k.device, **self.settings.solver)
-            y = mask[:, :, None] * k / scale[..., None]
-        else:
-            physics = MRI(mask=mask, device=k.device)
-            y = mask * k / scale
         if split == "val" and int(batch["index"][0]) == 0:
             self._example = physics
         return x, physics, y
+
+    def measure(self, k: Tensor, masks: Tensor, scales: list[float], maps: list) -> tuple[object, Tensor, Tensor]:
+        """(physics, y = M ⊙ k / s, s as (B, 1, 1, 1)) of k-space k (B, 2, coils, H, W) or (B, 2, H, W), masks
+        (B, H, W), one s and one maps array (None single-coil) per slice."""
+        scale = torch.tensor(scales, dtype=k.dtype, device=k.device).reshape(-1, 1, 1, 1)
+        mask = masks[:, None].to(device=k.device, dtype=k.dtype)  # (B, 1, H, W)
+        if k.dim() == 5:
+            physics = MultiCoilMRI(mask=mask, coil_maps=torch.from_numpy(np.stack(maps)).to(k.device),
+                                   device=k.device, **self.settings.solver)
+            return physics, mask[:, :, None] * k / scale[..., None], scale
+        return MRI(mask=mask, device=k.device), mask * k / scale, scale
 
     @staticmethod
     def _complex(k: Tensor) -> np.ndarray:

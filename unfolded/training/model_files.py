@@ -23,7 +23,7 @@ from .errors import ConfigError
 
 FORMAT = "unfolded-model/1"
 # what a trained model needs besides its weights, taken from the run's configuration
-KEPT = {"algo": None, "physics": None, "data": ("channels",),
+KEPT = {"algo": None, "physics": None, "data": ("channels", "readout_crop"),
         "module": ("init", "eval_seed", "tikhonov_lambdas", "tikhonov_refine", "tikhonov_tol", "tikhonov_max_iter")}
 
 

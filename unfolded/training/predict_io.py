@@ -2,7 +2,8 @@
 
 Inputs: pictures (`images.IMAGE_EXTENSIONS`: PNG, TIFF, JPEG, ...; 8 or 16 bits) and arrays (`.npy` read
 without pickles, `.pt` read with `weights_only=True`): (H, W) or (C, H, W) real, or complex; MRI k-space
-as complex (H, W) / (coils, H, W) or real (2, H, W) / (2, coils, H, W). Outputs, written atomically:
+as complex (H, W) / (coils, H, W) or real (2, H, W) / (2, coils, H, W); fastMRI volumes (`.h5`), read and
+written by `predict_fastmri.py`. Outputs, written atomically:
 `<stem>.npy` (float32, (H, W) for one channel, else (C, H, W); a complex image for MRI) and `<stem>.png`
 (clamped to [0, 1]; MRI: magnitude).
 """
@@ -22,6 +23,7 @@ from .metrics import display_image
 
 PICTURES = IMAGE_EXTENSIONS
 ARRAYS = (".npy", ".pt")
+VOLUMES = (".h5",)  # fastMRI's layout: `predict_fastmri.py`
 
 
 def input_files(path: str | Path) -> list[Path]:
@@ -30,9 +32,10 @@ def input_files(path: str | Path) -> list[Path]:
     if p.is_file():
         return [p]
     if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in PICTURES + ARRAYS)
+        files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in PICTURES + ARRAYS + VOLUMES)
         if not files:
-            raise ConfigError(f"input={path}: no {'/'.join(s[1:] for s in PICTURES + ARRAYS)} files in this folder")
+            raise ConfigError(f"input={path}: no {'/'.join(s[1:] for s in PICTURES + ARRAYS + VOLUMES)} files in "
+                              "this folder")
         return files
     raise ConfigError(f"input={path}: no such file or folder")
 

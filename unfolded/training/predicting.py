@@ -2,6 +2,9 @@
 
 - measurements (default): each file is y; `<output>/<stem>.npy|png` is x̂ (for a valid blur, the image
   size: the measurement plus the filter size − 1);
+- fastMRI volumes (`.h5`, for a model trained with `physics=fastmri`): `<output>/reconstructions/<file>.h5`,
+  scored with fastMRI's volume metrics when the file has a target (`predict_fastmri.py`; `simulate` does
+  not apply: a fully sampled file is undersampled with the model's mask);
 - `simulate=true`: each file is a clean image x; y is simulated with the model's physics (noise seeded as
   the training's test split draws it), and the model is scored beside Aᵀy and Tikhonov (λ tuned on these
   images: the baseline's best case) in a table, `metrics.json` and `report.png`.
@@ -18,7 +21,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import baselines, evaluation, report
+from . import baselines, evaluation, predict_fastmri, report
+from .checks import physics_measures_kspace
 from .errors import ConfigError
 from .inference import load
 from .logs import echo
@@ -39,13 +43,27 @@ def run(cfg: DictConfig) -> int:
     rec = load(cfg.ckpt_path, device=cfg.device, physics=overrides)
     files = input_files(cfg.input)
     out = Path(str(cfg.output))
-    kspace = "MRI" in str(rec.config["physics"].get("_target_", ""))  # measurements are k-space
+    kspace = physics_measures_kspace(rec.config["physics"])
     channels = int(rec.channels or 1)
     log.info("model %s (step %s, start x0 = %s), %d input file(s) -> %s", cfg.ckpt_path,
              rec.info.get("global_step"), rec.init, len(files), out)
-    simulated, failed = [], 0
+    volumes = predict_fastmri.VolumePredictor(rec, cfg.device) if predict_fastmri.is_fastmri_model(rec) else None
+    simulated, scored, failed = [], {}, 0
     for i, path in enumerate(files):
         try:
+            if volumes is not None or path.suffix.lower() == predict_fastmri.SUFFIX:
+                if volumes is None or path.suffix.lower() != predict_fastmri.SUFFIX:
+                    raise ValueError("a fastMRI .h5 volume needs a model trained with physics=fastmri" if volumes
+                                     is None else "a model trained with physics=fastmri reconstructs fastMRI .h5 "
+                                     "volumes")
+                written, metrics, info = volumes.predict(path, out)
+                if metrics is not None:
+                    scored[path.name] = metrics
+                log.info("[%d/%d] %s (%s) -> %s (%d slices, %s)%s", i + 1, len(files), path.name,
+                         "own mask" if info.has_mask else "the model's mask", written, info.num_slices,
+                         "x".join(map(str, info.target_shape)), "" if metrics is None else
+                         "  NMSE {nmse:.4f} PSNR {psnr:.2f} SSIM {ssim:.4f}".format(**metrics["model"]))
+                continue
             with torch.no_grad():
                 if cfg.simulate:
                     x = read_input(path, channels, kspace=False)[None].to(cfg.device)
@@ -60,9 +78,12 @@ def run(cfg: DictConfig) -> int:
                      "x".join(str(n) for n in x_hat.shape[-2:]))
         except (ValueError, RuntimeError, OSError) as e:
             failed += 1
-            log.error("[%d/%d] %s: not reconstructed: %s", i + 1, len(files), path.name, _one_line(e))
+            log.error("[%d/%d] %s: not reconstructed: %s", i + 1, len(files), path.name,
+                      _one_line(e).removeprefix(f"{path}: "))  # the file is named once
     if simulated:
         score(rec, simulated, out)
+    if scored:
+        predict_fastmri.report(scored, out)
     if failed:
         log.error("%d of %d file(s) failed", failed, len(files))
     return failed

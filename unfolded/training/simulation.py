@@ -82,13 +82,22 @@ class Simulator:
         return physics, measure(physics, x, seeds)
 
 
+def is_measured(physics) -> bool:
+    """The one rule for "this physics measures real k-space files" (`physics=fastmri`), not simulated data."""
+    from ..physics.kspace import KspacePhysics
+
+    return isinstance(physics, KspacePhysics)
+
+
 def measurements(physics, train_noise_seed: int | None, eval_seed: int, generator=None):
-    """The run's source of measurements: a physics that measures real data itself (it has
-    `measurements(train_seed, eval_seed)`, e.g. `KspacePhysics`), else a `Simulator` of y = physics(x), with
-    operators drawn per sample by `generator` when one is given."""
-    if callable(getattr(physics, "measurements", None)):
+    """The run's source of measurements: for settings of measured k-space (`KspacePhysics`), the
+    `KspaceMeasurements` of the files' slices, else a `Simulator` of y = physics(x), with operators drawn per
+    sample by `generator` when one is given."""
+    if is_measured(physics):
+        from .kspace_measurements import KspaceMeasurements
+
         if generator is not None:
             raise ValueError(f"module.physics_generator draws operators for simulated measurements, but "
                              f"{type(physics).__name__} measures real data; remove the generator")
-        return physics.measurements(train_noise_seed, eval_seed)
+        return KspaceMeasurements(physics, train_noise_seed, eval_seed)
     return Simulator(physics, train_noise_seed, eval_seed, generator)

@@ -16,6 +16,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from .atomic import write_atomically
@@ -31,6 +32,13 @@ TABLES: dict[str, dict[str, list[str]]] = {
         "VarNet (`experiment=varnet_mri`)": ["experiment=varnet_mri"],
         "E2E-VarNet (`experiment=e2e_varnet_mri`)": ["experiment=e2e_varnet_mri"],
         "PDNet (`experiment=pdnet_mri`, whole 128² images)": ["experiment=pdnet_mri"],
+    },
+    # generated multi-coil volumes (written by the first row into data/fastmri_synthetic); fastMRI's volume
+    # metrics of the test files (the run's fastmri_metrics.json)
+    "fastmri": {
+        "E2E-VarNet, 4 cascades, own maps (`experiment=varnet_fastmri_demo`)": ["experiment=varnet_fastmri_demo"],
+        "MoDL, 4 iterations, ESPIRiT maps (the same with `algo=modl '~algo.sensitivity_model'`)":
+            ["experiment=varnet_fastmri_demo", "algo=modl", "~algo.sensitivity_model"],
     },
 }
 # The trained model beside every classical baseline (Aᵀy, Tikhonov, TV, BM3D) on the same test draws, each
@@ -51,11 +59,18 @@ def run_row(table: str, label: str, overrides: list[str], reuse: bool = False) -
     if not (reuse and (folder / "results.json").is_file()):
         argv = [sys.executable, "train.py", *overrides, "logger=csv", f"hydra.run.dir={folder}"]
         print("$", " ".join(argv[1:]), flush=True)
+        start = time.monotonic()
         subprocess.run(argv, cwd=REPO, check=True)
+        (folder / "wall_seconds.txt").write_text(f"{time.monotonic() - start:.0f}\n")
     results = json.loads((folder / "results.json").read_text())
-    return {"command": "python train.py " + " ".join(overrides),
-            "global_step": results["global_step"], "summary": results["summary"],
-            "images": [{k: v for k, v in r.items() if "/" in k or k == "name"} for r in results["images"]]}
+    row = {"command": "python train.py " + " ".join(overrides),
+           "global_step": results["global_step"], "summary": results["summary"],
+           "images": [{k: v for k, v in r.items() if "/" in k or k == "name"} for r in results["images"]]}
+    if (folder / "wall_seconds.txt").is_file():
+        row["wall_seconds"] = int((folder / "wall_seconds.txt").read_text())
+    if (folder / "fastmri_metrics.json").is_file():  # data=fastmri: fastMRI's volume metrics of the test files
+        row["fastmri"] = json.loads((folder / "fastmri_metrics.json").read_text())
+    return row
 
 
 def render_mri(rows: dict[str, dict]) -> str:
@@ -95,7 +110,30 @@ def render_baselines(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-RENDER = {"mri": render_mri, "baselines": render_baselines}
+def render_fastmri(rows: dict[str, dict]) -> str:
+    """fastMRI's volume PSNR/SSIM/NMSE on the test volumes: the baselines (of the first run; they do not
+    depend on the model), then one line per model with its gains over zero-filled RSS and CG-SENSE."""
+    first = next(iter(rows.values()))["fastmri"]
+    base = first["methods"]
+    head = [f"| method ({len(first['volumes'])} test volumes) | PSNR (dB) | SSIM | NMSE | gain in PSNR over "
+            "zero-filled RSS / CG-SENSE | steps | wall time |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+
+    def line(name: str, m: dict, rest: str) -> str:
+        return f"| {name} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['nmse']:.4f} | {rest} |"
+
+    lines = [line("zero-filled RSS (fastMRI's baseline)", base["zero_filled_rss"], " | | "),
+             line("Aᵀy (zero-filled, combined with the ESPIRiT maps)", base["adjoint"], " | | "),
+             line(f"CG-SENSE (ESPIRiT maps, λ = {first['tikhonov_lambda']:.2g} tuned on validation)",
+                  base["cg_sense"], " | | ")]
+    for label, row in rows.items():
+        m = row["fastmri"]["methods"]["model"]
+        gains = f"{m['psnr'] - base['zero_filled_rss']['psnr']:+.2f} / {m['psnr'] - base['cg_sense']['psnr']:+.2f}"
+        wall = f"{row['wall_seconds'] / 60:.0f} min" if "wall_seconds" in row else "—"
+        lines.append(line(label, m, f"**{gains}** | {row['global_step']} | {wall}"))
+    return "\n".join(head + lines)
+
+
+RENDER = {"mri": render_mri, "fastmri": render_fastmri, "baselines": render_baselines}
 ZOO = "zoo"  # rendered from the zoo's files themselves (`make zoo` trains and exports them)
 
 
