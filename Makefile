@@ -19,10 +19,18 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(PY) train.py $(ARGS)
 
-test: $(STAMP)
+# The reference packages some tests compare with: fastMRI's metrics and masks. fastmri without its
+# dependencies (they would pull torchvision and another torch); its own imports need pandas and runstats.
+REFS    := .venv/.test-references
+$(REFS): $(STAMP)
+	$(PY) -m pip install --quiet pandas runstats
+	$(PY) -m pip install --quiet --no-deps fastmri==0.3.0
+	touch $(REFS)
+
+test: $(STAMP) $(REFS)
 	$(PY) -m pytest -q
 
-test-full: $(STAMP)
+test-full: $(STAMP) $(REFS)
 	$(PY) -m pytest -q -m ''
 
 lint: $(STAMP)
