@@ -255,13 +255,11 @@ def test_multicoil_models_learn(make):
 
 
 def test_unet_zero_last_layer_starts_as_the_identity():
-    import pytest as _pytest
-
     from unfolded.models import UNet
 
     x = torch.rand(2, 1, 24, 24)
     net = UNet(1, 1, residual=True, batch_norm=False, channels_per_scale=[4, 8], last_layer_init="zero")
     assert torch.equal(net(x), x)
     assert not torch.equal(UNet(1, 1, residual=True, batch_norm=False, channels_per_scale=[4, 8])(x), x)
-    with _pytest.raises(ValueError, match="last_layer_init"):
+    with pytest.raises(ValueError, match="last_layer_init"):
         UNet(1, 1, last_layer_init="kaiming")
