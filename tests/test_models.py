@@ -252,3 +252,14 @@ def test_multicoil_models_learn(make):
     with torch.no_grad():
         after = F.mse_loss(model(y_test, physics), test)
     assert after < 0.9 * before, (float(before), float(after))
+
+
+def test_unet_zero_last_layer_starts_as_the_identity():
+    from unfolded.models import UNet
+
+    x = torch.rand(2, 1, 24, 24)
+    net = UNet(1, 1, residual=True, batch_norm=False, channels_per_scale=[4, 8], last_layer_init="zero")
+    assert torch.equal(net(x), x)
+    assert not torch.equal(UNet(1, 1, residual=True, batch_norm=False, channels_per_scale=[4, 8])(x), x)
+    with pytest.raises(ValueError, match="last_layer_init"):
+        UNet(1, 1, last_layer_init="kaiming")

@@ -18,13 +18,15 @@ class UNet(nn.Module):
     not a multiple of 2^(scales−1) are replicate-padded and cropped back.
 
     `channels_per_scale` gives the widths (default 64·2^k); `scales` alone gives 64·2^k for k < scales.
+    `last_layer_init="zero"` zeroes the output conv, so a residual network starts as the identity (as DnCNN's).
     """
 
     uses_sigma = False
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, residual: bool = True,
                  circular_padding: bool = False, cat: bool = True, bias: bool = True, batch_norm: bool | str = True,
-                 scales: int | None = None, channels_per_scale=None, device="cpu", dim=2):
+                 scales: int | None = None, channels_per_scale=None, device="cpu", dim=2,
+                 last_layer_init: str = "default"):
         super().__init__()
         if str(dim).lower() not in ("2", "2d"):
             raise NotImplementedError(f"UNet: only 2-D networks are implemented (dim=2), got dim={dim!r}")
@@ -37,6 +39,8 @@ class UNet(nn.Module):
             if scales is not None and scales != len(channels_per_scale):
                 raise ValueError(f"UNet: scales={scales} but channels_per_scale has {len(channels_per_scale)} entries")
             scales = len(channels_per_scale)
+        if last_layer_init not in ("default", "zero"):
+            raise ValueError(f"UNet: last_layer_init must be 'default' or 'zero', got {last_layer_init!r}")
         scales = 4 if scales is None else int(scales)
         if scales < 2:
             raise ValueError(f"UNet: needs at least 2 scales, got {scales}")
@@ -63,6 +67,10 @@ class UNet(nn.Module):
             setattr(self, f"Up_conv{scales - i}",
                     nn.Sequential(*conv_norm_relu(2 * cout, cout), *conv_norm_relu(cout, cout)))
         self.Conv_1x1 = nn.Conv2d(cps[0], out_channels, kernel_size=1, stride=1, padding=0, bias=bias)
+        if last_layer_init == "zero":
+            nn.init.zeros_(self.Conv_1x1.weight)
+            if bias:
+                nn.init.zeros_(self.Conv_1x1.bias)
         if device is not None:
             self.to(device)
 
