@@ -39,6 +39,21 @@ def deq_model(rec, deq: dict, padding: str):
     return model
 
 
+def top_eigenvalue(T, z, iters: int = 40) -> tuple[float, float]:
+    """(Rayleigh quotient of the top eigenvector of ∂T/∂x at z, its share on the 6-pixel border): power
+    iteration with finite-difference Jacobian-vector products (T holds once-differentiable Functions)."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        fz, v = T(z), torch.randn_like(z)
+        v = v / v.norm()
+        for _ in range(iters):
+            w = (T(z + 1e-3 * z.norm() * v) - fz) / (1e-3 * z.norm())
+            lam, v = float((w * v).sum()), w / w.norm()
+    border = torch.ones_like(v, dtype=torch.bool)
+    border[..., 6:-6, 6:-6] = False
+    return lam, float(v[border].pow(2).sum())
+
+
 def solve(model, y, physics, x0, x):
     """(x*, forward stats, backward stats) of one solve, the backward of the MSE to x."""
     model.zero_grad()
@@ -62,6 +77,8 @@ def main(argv=None) -> dict:
     p.add_argument("--padding", nargs="+", default=["zeros", "replicate"])
     p.add_argument("--crops", type=int, default=4, help="batches of 8 training crops")
     p.add_argument("--model", default="zoo:hqs_blur")
+    p.add_argument("--spectrum", action="store_true", help="also the top Jacobian eigenvalue of T at the "
+                   "unrolled output x_K and along plain iterations of T (interior PSNR per iteration)")
     args = p.parse_args(argv)
     warnings.simplefilter("ignore", ConvergenceWarning)
     torch.manual_seed(0)
@@ -81,6 +98,24 @@ def main(argv=None) -> dict:
         physics, y = rec.simulate(x, seed=99, first_index=8 * i)
         cases.append(("crops", x, physics, y))
     rows = []
+    if args.spectrum:
+        for _kind, x, physics, y in cases[:len(tests)]:
+            z = initial_estimate(rec.init, y, physics)
+            m = interior_margin(physics, x.shape)
+
+            def T(v, y=y, physics=physics):
+                return rec.model.fixed_point_map(v, y, physics)
+
+            trace = {}
+            with torch.no_grad():
+                for k in range(1, 31):
+                    z = T(z)
+                    trace[k] = round(float(psnr(crop(z, m), crop(x, m)).mean()), 2)
+                    if k == rec.model.max_iter:
+                        lam, border = top_eigenvalue(T, z)
+            print(json.dumps(dict(spectrum_at_xK=lam, border_share=border,
+                                  psnr_int_plain_iterations={k: trace[k] for k in (1, 3, 5, 6, 8, 10, 15, 20, 30)})),
+                  flush=True)
     for padding in args.padding:
         for tol in args.tol:
             deq = dict(base, tol_forward=tol, tol_backward=tol, max_iter_forward=args.budget,
