@@ -59,7 +59,7 @@ def table() -> str:
         info = from_export(path).info
         s = info.get("test_summary") or {}
         cells = [f"{s[k]:.2f}" if k in s else "-" for k in ("model/psnr_interior", "tikhonov/psnr_interior",
-                                                            "gain/psnr_interior", "adjoint/psnr")]
+                                                            "gain/psnr_interior", "adjoint/psnr_interior")]
         rows.append(f"| `zoo:{name}` | `{command(name)}` | {info.get('global_step')} | " + " | ".join(cells)
                     + f" | {path.stat().st_size / 1e6:.2f} MB |")
     return "\n".join(rows)
