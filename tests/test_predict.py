@@ -216,3 +216,24 @@ def test_mri_kspace_measurements_give_a_complex_image(tmp_path):
     with torch.no_grad():
         expected = rec(y, physics)[0]
     assert np.abs(out - torch.complex(expected[0], expected[1]).numpy()).max() < 1e-5
+
+
+def test_simulate_reports_tv_beside_the_model_as_the_training_test_does(tmp_path):
+    """`simulate=true` tunes and reports the classical baselines of the model's training run (here TV on a
+    denoising model) on the given images, like the training's test table."""
+    run = tmp_path / "run"
+    res = subprocess.run([sys.executable, str(ROOT / "train.py"), *SHORT, "algo=pgd", "physics=denoise",
+                          "module.baselines=[tv]", f"hydra.run.dir={run}"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    images = tmp_path / "images"
+    images.mkdir()
+    from skimage import data
+
+    np.save(images / "camera.npy", data.camera()[::6, ::6].astype(np.float32) / 255)
+    res = predict(f"ckpt_path={run}", f"input={images}", f"output={tmp_path / 'out'}", "simulate=true")
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "metrics.json").read_text())["summary"]
+    assert summary["tv/lambda"] > 0
+    assert summary["tv/psnr"] > summary["adjoint/psnr"] + 1  # TV denoises: it is a real baseline, not a copy of y
+    assert "TV" in res.stdout

@@ -6,8 +6,9 @@
   scored with fastMRI's volume metrics when the file has a target (`predict_fastmri.py`; `simulate` does
   not apply: a fully sampled file is undersampled with the model's mask);
 - `simulate=true`: each file is a clean image x; y is simulated with the model's physics (noise seeded as
-  the training's test split draws it), and the model is scored beside Aᵀy and Tikhonov (λ tuned on these
-  images: the baseline's best case) in a table, `metrics.json` and `report.png`.
+  the training's test split draws it), and the model is scored beside Aᵀy, Tikhonov and the run's TV/BM3D
+  baselines (`classical.py`; settings tuned on these images: their best case) in a table, `metrics.json` and
+  `report.png`.
 A file that cannot be read or does not fit the physics is one line naming it; the others still run, and
 the exit status says how many failed.
 """
@@ -21,7 +22,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import baselines, evaluation, predict_fastmri, report
+from . import baselines, classical, evaluation, predict_fastmri, report
+from .baseline_cache import BaselineCache
 from .checks import physics_measures_kspace
 from .errors import ConfigError
 from .inference import load
@@ -90,21 +92,34 @@ def run(cfg: DictConfig) -> int:
 
 
 def score(rec, simulated: list, out: Path) -> None:
-    """The model beside Aᵀy and Tikhonov on the simulated measurements: table, metrics.json, report.png."""
+    """The model beside Aᵀy, Tikhonov, TV and BM3D on the simulated measurements: table, metrics.json,
+    report.png."""
     t = {**baselines.TIKHONOV_DEFAULTS, **{k.removeprefix("tikhonov_"): v for k, v in
                                            rec.config.get("module", {}).items() if k.startswith("tikhonov_")}}
     with torch.no_grad():
-        lam, _, _ = baselines.tune_tikhonov([(x, y, p) for _, x, y, p, _, _ in simulated], t["lambdas"],
-                                            t["refine"], t["tol"], t["max_iter"])
+        triples = [(x, y, p) for _, x, y, p, _, _ in simulated]
+        lam, _, _ = baselines.tune_tikhonov(triples, t["lambdas"], t["refine"], t["tol"], t["max_iter"])
+        # TV and BM3D as in the training's test (classical.py), tuned on these images too, cached as there
+        # (the default cache folder: a model file never chooses where files are written)
+        cache = BaselineCache.of("default")
+
+        def tik(physics, y):
+            return baselines.tikhonov(physics, y, physics.A_adjoint(y).shape, lam, t["tol"], t["max_iter"])
+
+        settings = classical.tune(triples, rec.config.get("module", {}).get("baselines", ["tv", "bm3d"]), cache, tik,
+                                  {"tikhonov_lambda": lam, "tol": t["tol"], "max_iter": t["max_iter"]})
         names = [s[0] for s in simulated]
         records = []
         for i, (_, x, y, physics, x_hat, per_iter) in enumerate(simulated):
             recs = {"model": x_hat, **baselines.baseline_reconstructions(physics, y, x.shape, lam, t["tol"],
                                                                          t["max_iter"])}
-            records += evaluation.test_records([i], names, x, y, physics, recs, interior_margin(physics, x.shape),
-                                               per_iter, num_report_images=3)
-    summary = evaluation.summarise(records, lam)
-    echo(f"simulated measurements of {len(records)} image(s); Tikhonov's λ chosen on these images (its best case)")
+            more, extra = classical.reconstructions(physics, y, settings, cache, tik)
+            records += [{**r, **extra} for r in evaluation.test_records(
+                [i], names, x, y, physics, {**recs, **more}, interior_margin(physics, x.shape), per_iter,
+                num_report_images=3)]
+    summary = evaluation.summarise(records, lam, settings)
+    echo(f"simulated measurements of {len(records)} image(s); the baselines' settings chosen on these images "
+         "(their best case)")
     report.print_table(records, summary)
     report.save_json(out / "metrics.json", records, summary, {}, int(rec.info.get("global_step") or 0))
     report.save_figure(out / "report.png", records, None, summary)
