@@ -35,6 +35,14 @@ def tikhonov(physics, y: Tensor, x_shape: torch.Size, lam: float, tol: float = 1
         return physics.prox_l2(z, y, 1.0 / lam, tol=tol, max_iter=max_iter)
 
 
+def tikhonov_solver(lam: float | None, tol: float, max_iter: int):
+    """(physics, y) -> the Tikhonov solution with λ = `lam`, for the baselines that start from it (BM3D after
+    Tikhonov); None without a λ."""
+    if lam is None:
+        return None
+    return lambda physics, y: tikhonov(physics, y, physics.A_adjoint(y).shape, lam, tol, max_iter)
+
+
 def prior_mean(physics, y: Tensor) -> Tensor:
     """m of the Tikhonov prior, shaped to broadcast against a batch of images."""
     if measures_kspace(physics):

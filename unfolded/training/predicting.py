@@ -102,10 +102,7 @@ def score(rec, simulated: list, out: Path) -> None:
         # TV and BM3D as in the training's test (classical.py), tuned on these images too, cached as there
         # (the default cache folder: a model file never chooses where files are written)
         cache = BaselineCache.of("default")
-
-        def tik(physics, y):
-            return baselines.tikhonov(physics, y, physics.A_adjoint(y).shape, lam, t["tol"], t["max_iter"])
-
+        tik = baselines.tikhonov_solver(lam, t["tol"], t["max_iter"])
         settings = classical.tune(triples, rec.config.get("module", {}).get("baselines", ["tv", "bm3d"]), cache, tik,
                                   {"tikhonov_lambda": lam, "tol": t["tol"], "max_iter": t["max_iter"]})
         names = [s[0] for s in simulated]

@@ -17,11 +17,10 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from .atomic import write_atomically
+from .zoo import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "docs" / "results"
 DOCUMENTS = ["README.md", "docs/MODELS.md", "docs/TRAINING.md"]
 

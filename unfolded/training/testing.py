@@ -44,11 +44,8 @@ def tune_tikhonov(module, params: dict | None = None, triples: list | None = Non
 
 
 def tikhonov_solver(module, lam: float | None):
-    """(physics, y) -> the Tikhonov solution with λ = `lam` (None: no Tikhonov baseline)."""
-    t = module.tikhonov
-    if lam is None:
-        return None
-    return lambda physics, y: baselines.tikhonov(physics, y, physics.A_adjoint(y).shape, lam, t["tol"], t["max_iter"])
+    """`baselines.tikhonov_solver` with the module's solver settings."""
+    return baselines.tikhonov_solver(lam, module.tikhonov["tol"], module.tikhonov["max_iter"])
 
 
 def tune_baselines(module) -> None:
