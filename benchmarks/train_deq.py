@@ -32,7 +32,8 @@ def main(overrides: list[str], save_every: int = 5) -> dict:
     from unfolded.training.pipeline import run
 
     warnings.simplefilter("ignore", ConvergenceWarning)
-    out_dir = os.path.join(ROOT, "logs", "bench_train_deq", time.strftime("%Y%m%d_%H%M%S"))
+    run_name = time.strftime("%Y%m%d_%H%M%S") + f"_{os.getpid()}"  # two runs started in one second
+    out_dir = os.path.join(ROOT, "logs", "bench_train_deq", run_name)
     os.makedirs(out_dir, exist_ok=True)
     solves: list[dict] = []
     report = deq._report

@@ -189,6 +189,7 @@ def test_deq_makes_the_algorithm_trainable_even_with_unfold_false():
     (dict(max_iter_forward=0), "max_iter_forward must be an integer >= 1"),
     (dict(gmres_restart=True), "gmres_restart must be an integer >= 1"),
     (dict(jacobian_reg=-1.0), "jacobian_reg must be >= 0"),
+    (dict(anchor_weight=-0.5), "anchor_weight must be >= 0"),
 ])
 def test_bad_deq_settings_raise_one_clear_error(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from ..metrics import psnr
 from ..physics.base import LinearPhysics, check_measurement_values, check_physics, refuse_forward_keywords
 from ..solvers.cg import SolverLog, _caller_depth, record_solves
-from .data_fidelity import L2, DataFidelity
+from .data_fidelity import L2, Anchored, DataFidelity
 from .deq import AndersonAccelerationConfig, DEQConfig, anderson_config, deq_config, run_deq
 from .hyperparams import HYPERPARAMETERS, canonical_names, is_default, merge_params_algo, parse_values, restore_exact
 from .options import (
@@ -158,6 +158,7 @@ class BaseOptim(nn.Module):
         self.solver_log = SolverLog()
         self.deq_stats: dict = {}
         self.deq_jacobian_loss: Tensor | None = None  # DEQConfig(jacobian_reg=w > 0): w·‖J‖²_F/d, for the loss
+        self._anchor: tuple[float, Tensor] | None = None  # set by fixed_point_map only while it runs
 
     # --- construction checks ----------------------------------------------------------------------
     def _check_prior(self, prior) -> None:
@@ -241,7 +242,8 @@ class BaseOptim(nn.Module):
         return at_iteration(self.prior, k)
 
     def data_fidelity_at(self, k: int) -> DataFidelity:
-        return at_iteration(self.data_fidelity, k)
+        fidelity = at_iteration(self.data_fidelity, k)
+        return fidelity if self._anchor is None else Anchored(fidelity, *self._anchor)
 
     def prior_prox(self, x: Tensor, k: int) -> Tensor:
         return self.prior_at(k).prox(x, self.hp("sigma_denoiser", k),
@@ -250,9 +252,15 @@ class BaseOptim(nn.Module):
     def f_prox(self, x: Tensor, y: Tensor, physics: LinearPhysics, k: int) -> Tensor:
         return self.data_fidelity_at(k).prox(x, y, physics, gamma=self.hp("stepsize", k))
 
-    def fixed_point_map(self, x: Tensor, y: Tensor, physics: LinearPhysics) -> Tensor:
-        """T(x): one iteration with the (single) hyperparameter values; used by DEQ and Anderson."""
-        return self.step((x,), y, physics, 0)[0]
+    def fixed_point_map(self, x: Tensor, y: Tensor, physics: LinearPhysics,
+                        anchor: tuple[float, Tensor] | None = None) -> Tensor:
+        """T(x): one iteration with the (single) hyperparameter values; used by DEQ and Anderson.
+        `anchor` = (μ, x₀): the iteration with the data fidelity f + μ/2‖x − x₀‖² (data_fidelity.Anchored)."""
+        self._anchor = anchor
+        try:
+            return self.step((x,), y, physics, 0)[0]
+        finally:
+            self._anchor = None
 
     def iterates(self, y: Tensor, physics: LinearPhysics, init: Tensor | None = None) -> Iterator[Tensor]:
         """Yield the estimate after every iteration (with its autograd graph)."""

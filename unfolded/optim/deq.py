@@ -137,11 +137,16 @@ def run_deq(model, y, physics, init=None) -> tuple[Tensor, dict, Tensor | None]:
       jacobian_reg > 0 and grad is enabled; None otherwise.
     """
     cfg = model.DEQ
-    with torch.set_grad_enabled(cfg is None and torch.is_grad_enabled()):  # DEQ: x₀ only seeds the solve
+    anchored = cfg is not None and cfg.anchor_weight > 0
+    # a DEQ's x₀ only seeds the solve (no graph), unless the map is anchored to it
+    with torch.set_grad_enabled((cfg is None or anchored) and torch.is_grad_enabled()):
         x0 = model.init_state(y, physics, init)[0]
 
+    # DEQConfig(anchor_weight=μ): the data fidelity gets μ/2‖x − x₀‖², a contraction of the map by 1/(1+γμ)
+    anchor = (cfg.anchor_weight, x0) if anchored else None
+
     def T(x):
-        return model.fixed_point_map(x, y, physics)
+        return model.fixed_point_map(x, y, physics, anchor)
 
     if cfg is None:  # Anderson-accelerated unrolled iterations: differentiated by autograd
         x, fstats = solve_fixed_point("anderson", T, x0, model.max_iter, 0.0, model.anderson)
