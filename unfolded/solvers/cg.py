@@ -128,12 +128,13 @@ class SolverLog:
         self.records.clear()
 
     def summary(self) -> dict[str, float]:
-        """Per kind: number of solves, mean iterations, worst final residual, unconverged count."""
+        """Per kind: number of solves, mean and largest iterations, worst final residual, unconverged count."""
         out: dict[str, float] = {}
         for kind in sorted({r[0] for r in self.records}):
             rows = [r for r in self.records if r[0] == kind]
             out[f"{kind}/solves"] = float(len(rows))
             out[f"{kind}/iters_mean"] = sum(r[1] for r in rows) / len(rows)
+            out[f"{kind}/iters_max"] = float(max(r[1] for r in rows))
             out[f"{kind}/max_rel_residual"] = max(r[2] for r in rows)
             out[f"{kind}/unconverged"] = float(sum(not r[3] for r in rows))
         return out

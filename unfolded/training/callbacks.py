@@ -120,8 +120,13 @@ class Report(pl.Callback):
         self.paths["png"] = report.save_figure(out / self.filename, results.test_records,
                                                history.state_dict() if history else None, results.test_summary)
         grid = {"cells": results.grid_summary, "images": results.grid_records} if results.grid_summary else None
+        solves = pl_module.solver_stats.run_totals() if hasattr(pl_module, "solver_stats") else {}
         self.paths["json"] = report.save_json(out / "results.json", results.test_records,
-                                              results.test_summary, hp, pl_module.trained_steps, grid)
+                                              results.test_summary, hp, pl_module.trained_steps, grid, solves)
+        if solves:
+            echo("training solves that reached their tolerance: " + ", ".join(
+                f"{kind} {c['converged']}/{c['solves']} ({c['iterations_mean']:.1f} iterations on average, "
+                f"at most {c['iterations_max']})" for kind, c in solves.items()))
         echo(f"report: {self.paths['png']}  results: {self.paths['json']}")
 
 

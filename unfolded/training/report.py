@@ -172,8 +172,9 @@ def save_figure(path: Path, records: list[dict], history: dict | None, summary: 
 
 
 def save_json(path: Path, records: list[dict], summary: dict, hyperparameters: dict, step: int,
-              grid: dict | None = None) -> Path:
-    """results.json; with a test grid, `grid` = {"cells": one row per cell, "images": per cell and image}."""
+              grid: dict | None = None, training_solves: dict | None = None) -> Path:
+    """results.json; with a test grid, `grid` = {"cells": one row per cell, "images": per cell and image};
+    `training_solves`: per solve kind, the training's totals (stats.SolverStats.run_totals)."""
     data = {
         "global_step": step,
         "summary": summary,
@@ -184,4 +185,6 @@ def save_json(path: Path, records: list[dict], summary: dict, hyperparameters: d
         data["note"] = STILL
     if grid:
         data["grid"] = grid
+    if training_solves:
+        data["training_solves"] = training_solves
     return write_atomically(path, lambda f: f.write(json.dumps(data, indent=2).encode()))

@@ -52,6 +52,19 @@ TABLES["baselines"] = {f"{problem}, seed {seed}": [*overrides, f"seed={seed}"]
                        for problem, overrides in BASELINE_PROBLEMS.items() for seed in SEEDS}
 
 
+# Deep equilibrium on the default deblurring problem: the anchor μ and the Jacobian regulariser, with the share
+# of training solves that reached their tolerance (results.json `training_solves`); the default 3 seeds.
+DEQ = ["algo=hqs", "physics=blur", "deq=anderson"]
+DEQ_DEFAULT = "μ = 8, jacobian_reg 0 (`deq=anderson`)"
+TABLES["deq"] = {
+    "μ = 0.5, jacobian_reg 0.05": [*DEQ, "algo.DEQ.anchor_weight=0.5", "algo.DEQ.jacobian_reg=0.05"],
+    "μ = 2, jacobian_reg 0.05": [*DEQ, "algo.DEQ.anchor_weight=2", "algo.DEQ.jacobian_reg=0.05"],
+    "μ = 2, jacobian_reg 0": [*DEQ, "algo.DEQ.anchor_weight=2"],
+    **{f"{DEQ_DEFAULT}, seed {seed}": [*DEQ, f"seed={seed}"] for seed in SEEDS},
+    "μ = 32, jacobian_reg 0": [*DEQ, "algo.DEQ.anchor_weight=32"],
+}
+
+
 def run_row(table: str, label: str, overrides: list[str], reuse: bool = False) -> dict:
     """Train and test one row (or, with `reuse`, read the results of a finished run of it)."""
     folder = REPO / "logs" / "results" / table / re.sub(r"[^A-Za-z0-9]+", "_", label).strip("_")
@@ -67,9 +80,16 @@ def run_row(table: str, label: str, overrides: list[str], reuse: bool = False) -
            "images": [{k: v for k, v in r.items() if "/" in k or k == "name"} for r in results["images"]]}
     if (folder / "wall_seconds.txt").is_file():
         row["wall_seconds"] = int((folder / "wall_seconds.txt").read_text())
+    if "training_solves" in results:
+        row["training_solves"] = results["training_solves"]
     if (folder / "fastmri_metrics.json").is_file():  # data=fastmri: fastMRI's volume metrics of the test files
         row["fastmri"] = json.loads((folder / "fastmri_metrics.json").read_text())
     return row
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    return mean, (sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)) ** 0.5
 
 
 def render_mri(rows: dict[str, dict]) -> str:
@@ -101,8 +121,7 @@ def render_baselines(rows: dict[str, dict]) -> str:
         baselines = {key: first.get(f"{key}/psnr_interior") for key, _ in methods}
         cells = [f"{v:.2f}" if v is not None else "—" for v in baselines.values()]
         model = [r["model/psnr_interior"] for r in runs]
-        mean = sum(model) / len(model)
-        std = (sum((m - mean) ** 2 for m in model) / max(len(model) - 1, 1)) ** 0.5
+        mean, std = _mean_std(model)
         best_key, best = max(((k, v) for k, v in baselines.items() if v is not None), key=lambda kv: kv[1])
         lines.append(f"| {problem} | " + " | ".join(cells) + f" | **{mean:.2f} ± {std:.2f}** ("
                      + ", ".join(f"{m:.2f}" for m in model) + f") | {mean - best:+.2f} vs {dict(methods)[best_key]} |")
@@ -132,7 +151,33 @@ def render_fastmri(rows: dict[str, dict]) -> str:
     return "\n".join(head + lines)
 
 
-RENDER = {"mri": render_mri, "fastmri": render_fastmri, "baselines": render_baselines}
+def render_deq(rows: dict[str, dict]) -> str:
+    """One line per DEQ run: its training solves (iterations, converged share) and test interior PSNR with
+    the gain over Tikhonov; then the default's mean over seeds beside the unrolled `make train` model's
+    (from the baselines table's runs)."""
+    lines = ["| anchor μ, Jacobian regulariser | forward iterations, mean (max) | backward VJPs, mean (max) "
+             "| training solves that reached 1e-3, forward / backward | test PSNR interior | gain over Tikhonov |",
+             "|---|---|---|---|---|---|"]
+    for label, row in rows.items():
+        fwd, bwd = row["training_solves"]["deq_forward"], row["training_solves"]["deq_backward"]
+        s = row["summary"]
+        lines.append(f"| {label} | {fwd['iterations_mean']:.1f} ({fwd['iterations_max']}) | "
+                     f"{bwd['iterations_mean']:.1f} ({bwd['iterations_max']}) | {fwd['converged']}/{fwd['solves']}, "
+                     f"{bwd['converged']}/{bwd['solves']} | {s['model/psnr_interior']:.2f} | "
+                     f"{s['gain/psnr_interior']:+.2f} |")
+    gains = [row["summary"]["gain/psnr_interior"] for label, row in rows.items() if label.startswith(DEQ_DEFAULT)]
+    mean, std = _mean_std(gains)
+    lines.append(f"| **{DEQ_DEFAULT}, {len(gains)} seeds** | | | | | **{mean:+.2f} ± {std:.2f}** |")
+    unrolled = json.loads((RESULTS / "baselines.json").read_text())["rows"]
+    problem = list(BASELINE_PROBLEMS)[-1]  # the valid blur of make train
+    gains = [r["summary"]["gain/psnr_interior"] for label, r in unrolled.items() if label.startswith(problem)]
+    mean, std = _mean_std(gains)
+    lines.append(f"| unrolled HQS K=5 (`make train`, baselines table), {len(gains)} seeds | — | — | — | | "
+                 f"{mean:+.2f} ± {std:.2f} |")
+    return "\n".join(lines)
+
+
+RENDER = {"mri": render_mri, "fastmri": render_fastmri, "baselines": render_baselines, "deq": render_deq}
 ZOO = "zoo"  # rendered from the zoo's files themselves (`make zoo` trains and exports them)
 
 
