@@ -103,3 +103,37 @@ def test_the_deq_configs_converge_on_the_default_problem_because_of_the_anchor(n
     assert not plain_backward["converged"] and plain_backward["iterations"] == settings["max_iter_backward"]
     assert plain_forward["iterations"] >= 3 * forward["iterations"]
     assert backward["iterations"] <= settings["max_iter_backward"] / 5
+
+
+def test_default_deq_training_converges_and_results_json_counts_its_solves(tmp_path, capsys):
+    """`train.py algo=hqs physics=blur deq=anderson`, a few steps over two validations: every training solve
+    reached its tolerance, and results.json (and the line after the results table) says so per kind."""
+    import json
+
+    from unfolded.training.config import compose
+    from unfolded.training.pipeline import run
+
+    cfg = compose(["algo=hqs", "physics=blur", "deq=anderson", "debug=fast", "trainer.fast_dev_run=false",
+                   "trainer.max_steps=4", "trainer.val_check_interval=2", "callbacks.rich_progress_bar=null",
+                   "trainer.enable_model_summary=false"], tmp_path)
+    run(cfg)
+    solves = json.loads((tmp_path / "results.json").read_text())["training_solves"]
+    for kind in ("deq_forward", "deq_backward"):
+        assert solves[kind]["solves"] == 4 and solves[kind]["converged"] == 4, solves
+        assert 1 <= solves[kind]["iterations_mean"] <= solves[kind]["iterations_max"] <= 10, solves
+    assert solves["deq_forward"]["worst_residual"] <= cfg.algo.DEQ.tol_forward
+    assert "training solves that reached their tolerance: " in capsys.readouterr().out
+
+
+def test_run_totals_add_up_the_epochs():
+    from unfolded.solvers import SolverLog
+    from unfolded.training.stats import SolverStats
+
+    stats, model = SolverStats(), type("Model", (), {"solver_log": SolverLog()})()
+    for epoch in ([(3, 1e-4, True), (7, 2e-3, False)], [(5, 5e-4, True)]):
+        for iterations, residual, converged in epoch:
+            model.solver_log.add("deq_forward", iterations, residual, converged)
+        stats.harvest(model)
+        stats.compute_and_reset()
+    assert stats.run_totals() == {"deq_forward": {"solves": 3, "converged": 2, "iterations_mean": 5.0,
+                                                  "iterations_max": 7, "worst_residual": 2e-3}}
