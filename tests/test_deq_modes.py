@@ -264,7 +264,8 @@ def test_deq_configs_carry_their_own_forward_budget_and_the_spec_defaults_stay()
         assert 0 < cfg.tol_forward <= 1e-3 and 0 < cfg.tol_backward <= 1e-3, path.name
     spec = DEQConfig()
     assert (spec.max_iter_forward, spec.max_iter_backward, spec.tol_forward, spec.tol_backward, spec.jacobian_reg,
-            spec.backward_method(), spec.forward_method()) == (None, 50, 1e-5, 1e-5, 0.0, "fixed_point", "fixed_point")
+            spec.anchor_weight, spec.backward_method(), spec.forward_method()) == (
+        None, 50, 1e-5, 1e-5, 0.0, 0.0, "fixed_point", "fixed_point")
     model = HQS(prior=PnP(LinearDenoiser()), max_iter=7, DEQ=DEQConfig(tol_forward=0.0)).double()
     y = torch.rand(1, 1, 8, 8, dtype=torch.float64)
     from unfolded.physics import Denoising
