@@ -5,7 +5,7 @@ than Anderson or fixed-point iteration; memory is flat in forward iterations.
 
 Case: DEQ HQS + Blur(valid) 64², batch 4, the training configuration's DnCNN; floor = 5 DnCNN
 forward+backward passes measured in the same run. Weights: a trained model (`python bench_deq.py
-<checkpoint.ckpt>`, a checkpoint of train.py or benchmarks/train_deq.py) or, without one, the untrained
+<checkpoint.ckpt>`, a checkpoint of train.py) or, without one, the untrained
 network. Untrained, the denoiser is the identity (zero last layer), so T is the prox of the blur, whose
 Jacobian has eigenvalues → 1 where the blur removes frequencies: without the anchor no solver converges
 there, with it the solves are those of a 1/(1+γμ) contraction.
@@ -32,12 +32,10 @@ def deq_settings() -> dict:
 
 
 def weights_file(ckpt: str | None) -> str | None:
-    """The model's state dict from a Lightning checkpoint (keys 'model.*') or train_deq.py's model.pt."""
+    """The model's state dict from a Lightning checkpoint of train.py (keys 'model.*')."""
     if ckpt is None:
         return None
     state = torch.load(ckpt, map_location="cpu", weights_only=True)  # a file from elsewhere never runs code
-    if "state_dict" not in state:  # already the model's (train_deq.py's model.pt)
-        return ckpt
     path = os.path.join(tempfile.mkdtemp(), "model.pt")
     torch.save({k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}, path)
     return path
